@@ -1,0 +1,346 @@
+"""Grasp datasets as in-memory pools: inputs, GG-CNN target maps and ground-truth rectangles.
+
+The prepared TFDS datasets (see the top-level ``datasets`` package, built with
+``python -m datasets.prepare``) are read through ``as_data_source`` (array_record, random
+access; no TensorFlow).
+
+Array conventions (N examples, S x S images, G = most rectangles of any example):
+
+* ``inputs`` [N, S, S, C] float32. Channel 0 is depth minus the crop's mean, clipped to [-1, 1]
+  (SPEC section 4). With ``channels='rgbd'`` channels 1..3 are RGB / 255 minus the crop's mean
+  over all RGB values (the GG-CNN reference normalisation), so C = 4.
+* ``targets`` [N, S, S, 4] **float16** (pos, cos 2a, sin 2a, clip(opening, 0, 150) / 150): half
+  precision halves the largest array so Cornell at 300 x 300 fits the 2 GB budget; every
+  value is in [-1, 1] where float16 is accurate to ~5e-4. Cast to float32 before training.
+* ``gt_rects`` [N, G, 4, 2] float32 (row, col), padded with zeros; ``gt_mask`` [N, G] bool.
+* ``depth`` [N, S, S] float32 metres (inpainted crop); ``rgb`` [N, S, S, 3] uint8.
+
+Host memory for Cornell (885 images) at 300 x 300, depth input (the paper's setting): inputs
+319 MB + targets 637 MB + depth 319 MB + rgb 239 MB + rectangles < 10 MB = about 1.52 GB.
+RGB-D inputs take 1274 MB instead of 319 MB (2.47 GB in all); ``display=False`` drops the
+display copies (``depth``, ``rgb`` = None), giving 0.96 GB (depth) or 1.92 GB (RGB-D).
+Arrays are pre-allocated and filled example by example, so the peak is the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+
+import cv2
+import numpy as np
+
+from dal_jax import grasp
+
+NAMES = ("cornell", "cornell_noisy", "jacquard_subset", "synthetic_grasps")
+MAX_WIDTH = 150.0  # the opening (pixels) that maps to a width target of 1
+
+
+@dataclasses.dataclass
+class Pool:
+    """A set of examples held in memory (shapes in the module docstring)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    gt_rects: np.ndarray
+    gt_mask: np.ndarray
+    ids: np.ndarray
+    rgb: np.ndarray | None
+    depth: np.ndarray | None
+    object_ids: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def subset(self, indices) -> Pool:
+        """A new Pool of the examples at ``indices`` (int array or bool mask), copied."""
+        idx = np.asarray(indices)
+        if idx.dtype != bool:
+            idx = idx.astype(np.int64)
+
+        def take(a):
+            return None if a is None else a[idx]
+
+        return Pool(
+            inputs=take(self.inputs),
+            targets=take(self.targets),
+            gt_rects=take(self.gt_rects),
+            gt_mask=take(self.gt_mask),
+            ids=take(self.ids),
+            rgb=take(self.rgb),
+            depth=take(self.depth),
+            object_ids=take(self.object_ids),
+        )
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A training pool, a test set, an optional recorded initial labelled set (indices into
+    ``pool``; Jacquard) and a free-form ``info`` dict (name, config, counts, skipped files)."""
+
+    name: str
+    pool: Pool
+    test: Pool
+    initial: np.ndarray | None
+    info: dict
+
+
+# --------------------------------------------------------------------------- target maps
+
+
+def _fill_mask(poly: np.ndarray, shape) -> tuple[slice, slice, np.ndarray] | None:
+    """Pixels whose centres lie inside a convex quadrilateral poly [4, 2] (row, col), edges
+    included. Returns (row slice, col slice, bool mask of that window) or None if empty."""
+    h, w = shape
+    r0 = max(math.ceil(poly[:, 0].min() - 1e-9), 0)
+    r1 = min(math.floor(poly[:, 0].max() + 1e-9), h - 1)
+    c0 = max(math.ceil(poly[:, 1].min() - 1e-9), 0)
+    c1 = min(math.floor(poly[:, 1].max() + 1e-9), w - 1)
+    if r1 < r0 or c1 < c0:
+        return None
+    rr, cc = np.mgrid[r0 : r1 + 1, c0 : c1 + 1]
+    inside_pos = np.ones(rr.shape, bool)
+    inside_neg = np.ones(rr.shape, bool)
+    for k in range(4):
+        a, b = poly[k], poly[(k + 1) % 4]
+        cross = (b[0] - a[0]) * (cc - a[1]) - (b[1] - a[1]) * (rr - a[0])
+        # Either winding order: inside means the same side of all four edges.
+        inside_pos &= cross >= -1e-9
+        inside_neg &= cross <= 1e-9
+    return slice(r0, r1 + 1), slice(c0, c1 + 1), inside_pos | inside_neg
+
+
+def make_targets(rects, mask=None, shape=(300, 300)) -> np.ndarray:
+    """GG-CNN training maps for one image (SPEC section 4).
+
+    Each rectangle's central third along the opening axis (opening/3 x jaw, same centre and
+    angle) is painted with pos = 1, angle and opening; rectangles later in the list overwrite
+    earlier ones. Pixels are painted when their centre lies inside the (closed) polygon, like
+    the reference's ``skimage.draw.polygon`` rasterisation.
+
+    Args:
+      rects: [G, 4, 2] (row, col); mask: [G] bool of valid rows, or None (all valid);
+      shape: (H, W).
+    Returns:
+      [H, W, 4] float32: pos, cos(2 angle), sin(2 angle), clip(opening, 0, 150) / 150.
+      Background: 0, 1, 0, 0.
+    """
+    rects = np.asarray(rects, np.float64).reshape(-1, 4, 2)
+    if mask is not None:
+        rects = rects[np.asarray(mask, bool)]
+    h, w = shape
+    pos = np.zeros((h, w), np.float32)
+    ang = np.zeros((h, w), np.float32)
+    width = np.zeros((h, w), np.float32)
+    if len(rects):
+        centre, angle, opening, jaw = grasp.rect_params(rects)
+        inner = grasp.grasp_to_rect(centre, angle, opening / 3, jaw)
+        for poly, a, o in zip(inner, angle, opening):
+            hit = _fill_mask(poly, (h, w))
+            if hit is None:
+                continue
+            rs, cs, m = hit
+            pos[rs, cs][m] = 1.0
+            ang[rs, cs][m] = a
+            width[rs, cs][m] = o
+    return np.stack(
+        [pos, np.cos(2 * ang), np.sin(2 * ang), np.clip(width, 0, MAX_WIDTH) / MAX_WIDTH], axis=-1
+    ).astype(np.float32)
+
+
+def normalise_depth(depth: np.ndarray) -> np.ndarray:
+    """Depth crop [H, W] metres -> network input [H, W]: minus its mean, clipped to [-1, 1]."""
+    d = np.asarray(depth, np.float32)
+    return np.clip(d - d.mean(), -1.0, 1.0)
+
+
+def normalise_rgb(rgb: np.ndarray) -> np.ndarray:
+    """RGB crop [H, W, 3] uint8 -> [H, W, 3] float32: / 255 minus the mean of all values."""
+    x = np.asarray(rgb, np.float32) / 255.0
+    return x - x.mean()
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def default_data_dir() -> str:
+    """TFDS' own default: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return os.environ.get("TFDS_DATA_DIR") or str(
+        pathlib.Path("~/tensorflow_datasets").expanduser()
+    )
+
+
+def make_builder(name: str, data_dir=None, config=None, **config_kwargs):
+    """The TFDS builder of a dataset.
+
+    ``config`` names a predefined config (cornell / cornell_noisy: 'image_wise' (default),
+    'object_wise'; jacquard_subset: 'perfect' (default), 'stereo'; synthetic_grasps:
+    'default'). ``config_kwargs`` override fields of that config (e.g. ``seed=3``,
+    ``num_scenes=40, crop_size=48`` for synthetic_grasps, where ``image_size`` is accepted
+    for ``crop_size``); the resulting config gets a name that encodes them, so differently
+    configured builds never share a folder.
+    """
+    import datasets as grasp_datasets  # the repository's package, not Hugging Face's
+
+    if not hasattr(grasp_datasets, "builder_class"):
+        raise ImportError(
+            f"`import datasets` found {getattr(grasp_datasets, '__file__', grasp_datasets)}, not "
+            "this repository's datasets/ folder (Hugging Face's package has the same name). "
+            "Run from the repository root with `python -m ...`."
+        )
+
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
+    cls = grasp_datasets.builder_class(name)
+    if "image_size" in config_kwargs:
+        config_kwargs["crop_size"] = config_kwargs.pop("image_size")
+    if name == "jacquard_subset" and "crop_size" in config_kwargs:
+        config_kwargs["size"] = config_kwargs.pop("crop_size")
+    base_name = config or cls.DEFAULT_CONFIG_NAME
+    base = cls.builder_configs.get(base_name)
+    if base is None:
+        raise ValueError(
+            f"{name} has no config {base_name!r}; choose from {list(cls.builder_configs)}"
+        )
+    cfg = base
+    if config_kwargs:
+        fields = {f.name for f in dataclasses.fields(base)}
+        unknown = set(config_kwargs) - fields
+        if unknown:
+            raise TypeError(f"{name} config has no field(s) {sorted(unknown)}")
+        changed = {k: v for k, v in sorted(config_kwargs.items()) if getattr(base, k) != v}
+        if changed:
+            suffix = "_".join(f"{k}{v}" for k, v in changed.items()).replace(".", "p")
+            cfg = dataclasses.replace(base, name=f"{base_name}_{suffix}", **changed)
+    data_dir = str(pathlib.Path(data_dir).expanduser()) if data_dir else default_data_dir()
+    return cls(data_dir=data_dir, config=cfg)
+
+
+def is_prepared(name: str, data_dir=None, config=None, **config_kwargs) -> bool:
+    """Whether the dataset is already built in ``data_dir`` (default: TFDS' default)."""
+    return make_builder(name, data_dir, config, **config_kwargs).is_prepared()
+
+
+def _as_str(v) -> str:
+    if isinstance(v, np.ndarray):
+        v = v.item()
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def load_pool(
+    source, size: int | None = None, channels: str = "depth", display: bool = True
+) -> tuple[Pool, np.ndarray]:
+    """Reads a TFDS data source (one split) into a Pool.
+
+    Args:
+      source: ``builder.as_data_source()[split]``.
+      size: optional smaller square size; depth and RGB are area-resized, rectangles scaled,
+        and targets painted at that size (not resized).
+      channels: 'depth' (C = 1) or 'rgbd' (C = 4).
+      display: keep the ``depth``/``rgb`` display copies (else they are None).
+    Returns:
+      (pool, initial [N] bool: the recorded initial labelled flags).
+    """
+    if channels not in ("depth", "rgbd"):
+        raise ValueError(f"channels must be 'depth' or 'rgbd', got {channels!r}")
+    n = len(source)
+    first = source[0] if n else None
+    src_size = first["depth"].shape[0] if n else (size or 0)
+    s = size or src_size
+    c = 1 if channels == "depth" else 4
+    inputs = np.empty((n, s, s, c), np.float32)
+    targets = np.empty((n, s, s, 4), np.float16)
+    depth = np.empty((n, s, s), np.float32) if display else None
+    rgb = np.empty((n, s, s, 3), np.uint8) if display else None
+    rects, ids, objs = [], [], []
+    initial = np.zeros(n, bool)
+    factor = s / src_size if n else 1.0
+    for i in range(n):
+        ex = first if i == 0 else source[i]
+        d, im, r = ex["depth"], ex["rgb"], np.asarray(ex["rects"], np.float32)
+        if s != src_size:
+            d = cv2.resize(d, (s, s), interpolation=cv2.INTER_AREA)
+            im = cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA)
+            r = r * factor
+        if display:
+            depth[i], rgb[i] = d, im
+        inputs[i, ..., 0] = normalise_depth(d)
+        if c == 4:
+            inputs[i, ..., 1:] = normalise_rgb(im)
+        targets[i] = make_targets(r, None, (s, s))
+        rects.append(r)
+        ids.append(_as_str(ex["id"]))
+        objs.append(_as_str(ex["object_id"]))
+        initial[i] = bool(ex["initial"])
+    g = max((len(r) for r in rects), default=0)
+    gt_rects = np.zeros((n, g, 4, 2), np.float32)
+    gt_mask = np.zeros((n, g), bool)
+    for i, r in enumerate(rects):
+        gt_rects[i, : len(r)] = r
+        gt_mask[i, : len(r)] = True
+    pool = Pool(
+        inputs=inputs,
+        targets=targets,
+        gt_rects=gt_rects,
+        gt_mask=gt_mask,
+        ids=np.asarray(ids, dtype=str),
+        rgb=rgb,
+        depth=depth,
+        object_ids=np.asarray(objs, dtype=str),
+    )
+    return pool, initial
+
+
+def load_dataset(
+    name: str,
+    data_dir=None,
+    size: int | None = None,
+    channels: str = "depth",
+    config: str | None = None,
+    display: bool = True,
+    **builder_kwargs,
+) -> Dataset:
+    """Loads a prepared dataset (train split = the active-learning pool, test split).
+
+    ``synthetic_grasps`` is built on first use (a few seconds); the others must be prepared
+    with ``python -m datasets.prepare --dataset=NAME`` first. ``size`` (a multiple of 12, the
+    GG-CNN stride) resizes everything to a smaller square for fast runs. ``config`` and
+    ``builder_kwargs`` select the builder config (see `make_builder`). ``channels``: 'depth' or
+    'rgbd'; ``display=False`` drops the depth/rgb display copies to save memory.
+    """
+    if size is not None and (size <= 0 or size % 12):
+        raise ValueError(f"size must be a positive multiple of 12 (GG-CNN's stride), got {size}")
+    builder = make_builder(name, data_dir, config, **builder_kwargs)
+    if not builder.is_prepared():
+        if name != "synthetic_grasps":
+            raise FileNotFoundError(
+                f"{name} ({builder.builder_config.name}) is not prepared in "
+                f"{builder.data_dir_root}. Build it with: python -m datasets.prepare "
+                f"--dataset={name} --data_dir={builder.data_dir_root} [--manual_dir=DIR]"
+            )
+        builder.download_and_prepare()
+    src = builder.as_data_source()
+    # A split can be absent (e.g. test_fraction=0): it loads as an empty Pool.
+    pool, initial = load_pool(src.get("train", []), size, channels, display)
+    test, _ = load_pool(src.get("test", []), size, channels, display)
+    meta = dict(builder.info.metadata or {})
+    info = {
+        "name": name,
+        "config": builder.builder_config.name,
+        "data_dir": str(builder.data_dir),
+        "size": pool.inputs.shape[1] if len(pool) else size,
+        "channels": channels,
+        "num_pool": len(pool),
+        "num_test": len(test),
+        "skipped": meta.get("skipped", []),
+        "skipped_rects": meta.get("skipped_rects", 0),
+    }
+    return Dataset(
+        name=name,
+        pool=pool,
+        test=test,
+        initial=np.flatnonzero(initial) if initial.any() else None,
+        info=info,
+    )

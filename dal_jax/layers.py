@@ -1,0 +1,203 @@
+"""Convolution layers with PyTorch semantics, in forms that are fast on XLA:CPU.
+
+PyTorch's ``ConvTranspose2d`` scatters every input pixel ``i`` through the kernel to the output
+positions ``o = s*i + k - p``; the output has ``(in - 1)*s - 2p + k + output_padding`` pixels a
+side. XLA lowers ``lax.conv_transpose`` to a convolution over a zero-dilated input, which for
+stride 3 does 9x the necessary work on CPU. ``conv_transpose_phases`` computes the same function
+as ``s*s`` phase convolutions fused into one ordinary convolution followed by depth-to-space
+(the sub-pixel form), with the kernel kept in the PyTorch meaning so checkpoints convert 1:1.
+
+Kernels here are stored ``[kh, kw, in, out]``: ``kernel[a, b, i, o]`` is PyTorch's
+``weight[i, o, a, b]`` for a transposed conv (and ``weight[o, i, a, b]`` for a plain conv).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def transposed_size(size: int, kernel: int, stride: int, padding: int, output_padding: int):
+    """Output size of a PyTorch transposed convolution along one axis."""
+    return (size - 1) * stride - 2 * padding + kernel + output_padding
+
+
+def conv_transpose_reference(x, kernel, stride: int, padding: int, output_padding: int):
+    """PyTorch ``ConvTranspose2d`` (no bias) via ``lax.conv_transpose``: the slow, obvious form.
+
+    Args:
+      x: [B, H, W, Cin]; kernel: [k, k, Cin, Cout].
+    Returns:
+      [B, H', W', Cout] with H' = transposed_size(H, ...).
+    """
+    k = kernel.shape[0]
+    # lax.conv_transpose with transpose_kernel=True is the gradient of a conv, i.e. PyTorch's
+    # scatter form once the kernel's in/out axes are swapped. Padding (k-1-p) on the left and
+    # (k-1-p+output_padding) on the right reproduces PyTorch's cropping.
+    lo = k - 1 - padding
+    hi = k - 1 - padding + output_padding
+    return lax.conv_transpose(
+        x,
+        jnp.swapaxes(kernel, 2, 3),
+        strides=(stride, stride),
+        padding=((lo, hi), (lo, hi)),
+        dimension_numbers=_DN,
+        transpose_kernel=True,
+    )
+
+
+def _phase_kernel(kernel, stride: int):
+    """[k, k, Cin, Cout] scatter kernel -> [M, M, Cin, s*s*Cout] correlation kernel, M = ceil(k/s).
+
+    Phase (r, c) of the full output at (s*q + r, s*q' + c) is
+    ``sum_{m, n} x[q - m, q' - n] * kernel[r + s*m, c + s*n]``: a correlation of the input with
+    the phase's sub-kernel flipped in space.
+    """
+    k, _, cin, cout = kernel.shape
+    m = math.ceil(k / stride)
+    kp = jnp.pad(kernel, ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
+    # [m, s, m, s, Cin, Cout]: tap index a = s*m_idx + r.
+    kp = kp.reshape(m, stride, m, stride, cin, cout)
+    kp = kp[::-1, :, ::-1, :]  # flip the taps: scatter -> correlation
+    # Output channel order (r, c, Cout) so that depth-to-space is a plain reshape.
+    kp = kp.transpose(0, 2, 4, 1, 3, 5)
+    return kp.reshape(m, m, cin, stride * stride * cout)
+
+
+class PhaseImage(NamedTuple):
+    """An image stored as its ``s x s`` sub-pixel phases.
+
+    ``phases[b, q, t, r, c, :]`` is pixel ``(s*q + r - off_h, s*t + c - off_w)`` of the image,
+    which is ``height x width``: [B, nh, nw, s, s, C].
+    """
+
+    phases: jax.Array
+    off_h: int
+    off_w: int
+    height: int
+    width: int
+
+    def to_image(self):
+        """Depth-to-space and crop: -> [B, height, width, C]."""
+        b, nh, nw, s, _, c = self.phases.shape
+        y = self.phases.transpose(0, 1, 3, 2, 4, 5).reshape(b, nh * s, nw * s, c)
+        return y[:, self.off_h : self.off_h + self.height, self.off_w : self.off_w + self.width]
+
+
+def conv_transpose_phase_image(x, kernel, stride: int, padding: int, output_padding: int):
+    """PyTorch ``ConvTranspose2d`` (no bias) as a `PhaseImage`: one VALID convolution with
+    ``s*s*Cout`` output channels, no zero-dilated input. x [B, H, W, Cin], kernel [k, k, Cin,
+    Cout]."""
+    b, h, w, _ = x.shape
+    k, _, _, cout = kernel.shape
+    m = math.ceil(k / stride)
+    out_h = transposed_size(h, k, stride, padding, output_padding)
+    out_w = transposed_size(w, k, stride, padding, output_padding)
+    # Only the phase cells q covering the full output rows [p, p + out) are computed.
+    q0_h, q1_h = padding // stride, (padding + out_h - 1) // stride + 1
+    q0_w, q1_w = padding // stride, (padding + out_w - 1) // stride + 1
+    # Cell q needs x[q - m + 1 .. q]: pad so that VALID output index j is cell q0 + j.
+    pads = [(0, 0, 0), (m - 1 - q0_h, q1_h - h, 0), (m - 1 - q0_w, q1_w - w, 0), (0, 0, 0)]
+    y = conv_valid(lax.pad(x, jnp.zeros((), x.dtype), pads), _phase_kernel(kernel, stride))
+    y = y.reshape(b, q1_h - q0_h, q1_w - q0_w, stride, stride, cout)
+    return PhaseImage(y, padding - q0_h * stride, padding - q0_w * stride, out_h, out_w)
+
+
+def conv_transpose_phases(x, kernel, stride: int, padding: int, output_padding: int):
+    """The same function as `conv_transpose_reference`, computed in the sub-pixel form."""
+    return conv_transpose_phase_image(x, kernel, stride, padding, output_padding).to_image()
+
+
+def conv_valid(x, kernel):
+    """A stride-1 VALID correlation as matrix products: x [B, H, W, Cin], kernel [kh, kw, Cin,
+    Cout] -> [B, H-kh+1, W-kw+1, Cout].
+
+    XLA:CPU runs large matrix products far better than its convolutions (and their gradients)
+    at GG-CNN's shapes. The product is taken on whichever side is narrower: im2col (patches of
+    kh*kw*Cin channels times the kernel) when Cin < Cout, otherwise every tap's output at once
+    (x times a [Cin, kh*kw*Cout] matrix) followed by a sum of shifted slices.
+    """
+    b, h, w, cin = x.shape
+    kh, kw, _, cout = kernel.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    if kh == kw == 1:
+        return jnp.dot(x, kernel[0, 0])
+    if cin < cout:
+        cols = [x[:, a : a + ho, c : c + wo, :] for a in range(kh) for c in range(kw)]
+        return jnp.dot(jnp.concatenate(cols, axis=-1), kernel.reshape(kh * kw * cin, cout))
+    taps = jnp.dot(x, kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout))
+    taps = taps.reshape(b, h, w, kh * kw, cout)
+    out = 0
+    for a in range(kh):
+        for c in range(kw):
+            out = out + taps[:, a : a + ho, c : c + wo, a * kw + c, :]
+    return out
+
+
+def space_to_depth_kernel(kernel, stride: int):
+    """[k, k, Cin, Cout] -> [M, M, s*s*Cin, Cout], M = ceil(k/s), matching `space_to_depth`."""
+    k, _, cin, cout = kernel.shape
+    m = math.ceil(k / stride)
+    kp = jnp.pad(kernel, ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
+    kp = kp.reshape(m, stride, m, stride, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+    return kp.reshape(m, m, stride * stride * cin, cout)
+
+
+def conv(x, kernel, stride: int, padding: int):
+    """PyTorch ``Conv2d`` (no bias): x [B, H, W, Cin], kernel [k, k, Cin, Cout].
+
+    A strided conv is regrouped as a stride-1 conv: s x s input blocks become channels
+    (space-to-depth) and the kernel is rearranged to match, then `conv_valid` takes over.
+    """
+    b, h, w, cin = x.shape
+    k = kernel.shape[0]
+    m = math.ceil(k / stride)
+    out_h = (h + 2 * padding - k) // stride + 1
+    out_w = (w + 2 * padding - k) // stride + 1
+    need_h, need_w = (out_h + m - 1) * stride, (out_w + m - 1) * stride
+    # Rows beyond need_* are never read by the conv; crop them, pad when short.
+    x = jnp.pad(
+        x,
+        (
+            (0, 0),
+            (padding, max(0, need_h - h - padding)),
+            (padding, max(0, need_w - w - padding)),
+            (0, 0),
+        ),
+    )[:, :need_h, :need_w, :]
+    if stride > 1:
+        x = x.reshape(b, need_h // stride, stride, need_w // stride, stride, cin)
+        x = x.transpose(0, 1, 3, 2, 4, 5).reshape(b, need_h // stride, need_w // stride, -1)
+        kernel = space_to_depth_kernel(kernel, stride)
+    return conv_valid(x, kernel)
+
+
+def conv_reference(x, kernel, stride: int, padding: int):
+    """PyTorch ``Conv2d`` (no bias) via ``lax.conv_general_dilated``: the obvious form."""
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        dimension_numbers=_DN,
+    )
+
+
+def torch_bias_init(fan_in: int):
+    """PyTorch's default bias init, uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    PyTorch takes fan_in from ``weight.shape[1] * k * k``: ``Cin*k*k`` for a conv but
+    ``Cout*k*k`` for a transposed conv.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init

@@ -1,0 +1,160 @@
+"""GG-CNN and the DAL discriminator as pure Flax (linen) modules, NHWC.
+
+GG-CNN (Morrison et al. 2018), SPEC section 3: three strided convs (the encoder), three
+transposed convs with PyTorch semantics (300 -> 50 -> 100 -> 301) and four 2x2 heads
+(-> 300). 62,420 parameters for depth input, 70,196 for RGB-D.
+
+Parameter names and meanings follow the PyTorch module (``conv1`` ... ``convt3``, ``pos``,
+``cos``, ``sin``, ``width``; see `dal_jax.layers` for the kernel layout), so a PyTorch
+state_dict converts one to one (`dal_jax.convert_torch`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dal_jax import layers
+
+# name, out channels, kernel, stride, padding (SPEC section 3).
+ENCODER = (("conv1", 32, 9, 3, 3), ("conv2", 16, 5, 2, 2), ("conv3", 8, 3, 2, 1))
+# name, out channels, kernel, stride, padding, output_padding.
+DECODER = (
+    ("convt1", 8, 3, 2, 1, 1),
+    ("convt2", 16, 5, 2, 2, 1),
+    ("convt3", 32, 9, 3, 3, 1),
+)
+HEADS = ("pos", "cos", "sin", "width")
+SIZE_MULTIPLE = 12  # 3 * 2 * 2: every stride divides the input exactly.
+
+
+class Features(NamedTuple):
+    """The encoder's three feature levels: [B, H/3, W/3, 32], [B, H/6, W/6, 16],
+    [B, H/12, W/12, 8] (the bottleneck)."""
+
+    f1: jax.Array
+    f2: jax.Array
+    f3: jax.Array
+
+
+def check_input(x, in_channels: int | None = None):
+    """Raises a clear ValueError for inputs GG-CNN cannot take: x must be [..., H, W, C] with
+    H and W positive multiples of 12 and C == in_channels (when given)."""
+    if x.ndim < 3:
+        raise ValueError(f"GG-CNN input must be [..., H, W, C]; got shape {tuple(x.shape)}")
+    h, w, c = x.shape[-3:]
+    if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+        raise ValueError(
+            f"GG-CNN input size must be a positive multiple of {SIZE_MULTIPLE} "
+            f"(strides 3, 2, 2 must divide it); got {h}x{w} (shape {tuple(x.shape)})"
+        )
+    if in_channels is not None and c != in_channels:
+        raise ValueError(
+            f"GG-CNN was built for {in_channels} input channel(s) "
+            f"(1 = depth, 4 = RGB-D); got {c} (shape {tuple(x.shape)})"
+        )
+
+
+class _Conv(nn.Module):
+    """PyTorch-semantics conv or transposed conv: a [k, k, Cin, Cout] kernel and a bias."""
+
+    features: int
+    kernel: int
+    stride: int
+    padding: int
+    output_padding: int | None = None  # None: a plain conv
+    fast: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        cin = x.shape[-1]
+        transposed = self.output_padding is not None
+        kernel = self.param(
+            "kernel",
+            nn.initializers.xavier_uniform(),
+            (self.kernel, self.kernel, cin, self.features),
+        )
+        fan_in = (self.features if transposed else cin) * self.kernel**2
+        bias = self.param("bias", layers.torch_bias_init(fan_in), (self.features,))
+        if transposed:
+            fn = layers.conv_transpose_phases if self.fast else layers.conv_transpose_reference
+            return fn(x, kernel, self.stride, self.padding, self.output_padding) + bias
+        fn = layers.conv if self.fast else layers.conv_reference
+        return fn(x, kernel, self.stride, self.padding) + bias
+
+
+class Encoder(nn.Module):
+    """GG-CNN's three strided convs. x [B, H, W, C] -> `Features`."""
+
+    fast: bool = True
+
+    @nn.compact
+    def __call__(self, x) -> Features:
+        feats = []
+        for name, c, k, s, p in ENCODER:
+            x = nn.relu(_Conv(c, k, s, p, fast=self.fast, name=name)(x))
+            feats.append(x)
+        return Features(*feats)
+
+
+class Decoder(nn.Module):
+    """Transposed convs and heads. Bottleneck [B, h, w, 8] -> maps [B, 12h, 12w, 4] in the
+    channel order (pos, cos, sin, width)."""
+
+    fast: bool = True
+
+    @nn.compact
+    def __call__(self, z):
+        for name, c, k, s, p, op in DECODER:
+            z = nn.relu(_Conv(c, k, s, p, op, fast=self.fast, name=name)(z))
+        outs = [_Conv(1, 2, 1, 0, fast=self.fast, name=name)(z) for name in HEADS]
+        return jnp.concatenate(outs, axis=-1)
+
+
+class GGCNN(nn.Module):
+    """GG-CNN. ``x`` [B, H, W, C] (H, W multiples of 12) -> (maps [B, H, W, 4], `Features`).
+
+    ``fast`` selects the XLA:CPU-friendly forms of the strided and transposed convs; both forms
+    compute the same function with the same parameters.
+    """
+
+    fast: bool = True
+
+    def setup(self):
+        self.encoder = Encoder(self.fast)
+        self.decoder = Decoder(self.fast)
+
+    def __call__(self, x):
+        feats = self.encoder(x)
+        return self.decoder(feats.f3), feats
+
+    def encode(self, x) -> Features:
+        return self.encoder(x)
+
+
+def pooled(f3):
+    """Bottleneck [B, h, w, C] -> [B, 2C]: mean and max over space (the discriminator's and
+    core-set's image embedding)."""
+    return jnp.concatenate([f3.mean(axis=(1, 2)), f3.max(axis=(1, 2))], axis=-1)
+
+
+class Discriminator(nn.Module):
+    """DAL's discriminator: pooled bottleneck [B, 2C] -> logit [B] of P(x is labelled).
+
+    With C = 8 and hidden = (64, 16): 16*64+64 + 64*16+16 + 16+1 = 2,145 parameters.
+    """
+
+    hidden: tuple[int, ...] = (64, 16)
+
+    @nn.compact
+    def __call__(self, z):
+        for i, h in enumerate(self.hidden):
+            z = nn.relu(nn.Dense(h, name=f"fc{i + 1}")(z))
+        return nn.Dense(1, name="out")(z)[..., 0]
+
+
+def count_params(params) -> int:
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,82 @@
+"""Figures: the best grasp and the output maps of one image (like the paper's Fig. 9)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+FIG_HEIGHT_IN = 3.2
+PANEL_WIDTH_IN = 3.2
+DPI = 100
+
+
+def _draw_rect(ax, rect, color, lw=1.5):
+    """Draws one [4, 2] (row, col) rectangle as a closed outline."""
+    pts = np.concatenate([rect, rect[:1]], axis=0)
+    ax.plot(pts[:, 1], pts[:, 0], color=color, linewidth=lw)
+
+
+def plot_grasp_figure(path, depth, preds, gt_rects, gt_mask=None, rgb=None, dpi: int = DPI):
+    """Writes a PNG: [RGB,] depth with ground truth (green) and the best grasp (red), and the
+    blurred quality, angle and width maps.
+
+    Args:
+      path: output file (.png).
+      depth: [H, W] depth image.
+      preds: [H, W, 4] network outputs (pos, cos, sin, width) for this image.
+      gt_rects: [G, 4, 2] ground-truth rectangles (row, col); gt_mask: [G] bool or None (all).
+      rgb: optional [H, W, 3] image (uint8 or float in [0, 1]).
+    Returns:
+      (width_px, height_px) of the written figure: panels * 3.2 in x 3.2 in at ``dpi``.
+    """
+    from dal_jax import evaluate, grasp
+
+    preds = np.asarray(preds, np.float32)
+    q, angle, width = (np.asarray(m) for m in evaluate.postprocess(preds))
+    g = evaluate.detect_grasps(q, angle, width, top_n=1)
+    gt_rects = np.asarray(gt_rects, np.float64).reshape(-1, 4, 2)
+    if gt_mask is not None:
+        gt_rects = gt_rects[np.asarray(gt_mask, bool)]
+
+    panels = (["rgb"] if rgb is not None else []) + ["depth", "quality", "angle", "width"]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(PANEL_WIDTH_IN * len(panels), FIG_HEIGHT_IN), dpi=dpi
+    )
+    for ax, name in zip(axes, panels):
+        if name in ("rgb", "depth"):
+            img = rgb if name == "rgb" else depth
+            ax.imshow(np.asarray(img), cmap=None if name == "rgb" else "gray")
+            for r in gt_rects:
+                _draw_rect(ax, r, "lime", 1.0)
+            if bool(np.asarray(g.valid)[0]):
+                best = grasp.grasp_to_rect(
+                    np.asarray(g.centre, np.float64)[0],
+                    np.asarray(g.angle, np.float64)[0],
+                    np.asarray(g.opening, np.float64)[0],
+                    np.asarray(g.jaw, np.float64)[0],
+                )
+                _draw_rect(ax, best, "red", 2.0)
+            ax.set_title(f"{name.upper() if name == 'rgb' else 'Depth'} + grasps")
+        elif name == "quality":
+            im = ax.imshow(q, cmap="jet", vmin=0, vmax=1)
+            ax.set_title("Quality")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        elif name == "angle":
+            im = ax.imshow(angle, cmap="hsv", vmin=-np.pi / 2, vmax=np.pi / 2)
+            ax.set_title("Angle")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        else:
+            im = ax.imshow(width, cmap="jet", vmin=0, vmax=max(100.0, float(np.max(width))))
+            ax.set_title("Width")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    # No bbox_inches='tight', so the image size is exactly figsize * dpi.
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return int(round(PANEL_WIDTH_IN * len(panels) * dpi)), int(round(FIG_HEIGHT_IN * dpi))

@@ -1,0 +1,363 @@
+"""The joint training step L = L_GSP + alpha * L_DAL, for many seeds in one compiled program.
+
+State and data:
+
+* `TrainState` holds every network's parameters and optimiser state in dicts keyed by network
+  (``"ggcnn"``, ``"disc"``, and one entry per strategy plug-in). In the seed-batched form every
+  leaf has a leading seed axis [S, ...].
+* The pool lives on the device once: ``inputs`` [N, H, W, C] and ``targets`` [N, H, W, 4]
+  (any float dtype; cast to float32 per batch), shared by all seeds. Which examples are
+  labelled is a per-seed mask [S, N]; each step draws its labelled and unlabelled batches from
+  the mask with the seed's own key, so shapes never change between rounds (no recompiles).
+* Hyperparameters that can be batched (``alpha``) are pytree leaves [S]; everything that
+  changes shapes or the program is in the static `TrainConfig`.
+
+Plug-ins: a strategy that trains extra networks alongside GG-CNN (DAL's discriminator, the
+learning-loss module, VAAL's VAE) is a `Plugin`. Its ``loss`` is added to the differentiated
+joint loss (so its gradient may reach the encoder), and its ``extra_update`` runs separate
+optimisation steps (VAAL's adversarial game) inside the same compiled step.
+
+Execution forms for the seed axis (`TrainConfig.seed_form`): ``"vmap"`` (batched convs; the
+natural form on GPU/TPU) and ``"unrolled"`` (one copy of the step per seed in one program:
+XLA:CPU runs vmapped convs as slow grouped convs). ``"auto"`` picks by backend. Both compute
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dal_jax import models
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static training settings (hashable: part of the compiled program's identity)."""
+
+    in_channels: int = 1
+    batch_size: int = 8
+    lr: float = 1e-3  # Adam for GG-CNN (SPEC section 3)
+    disc_lr: float = 1e-2  # SGD for the discriminator
+    disc_momentum: float = 0.9
+    disc_hidden: tuple[int, ...] = (64, 16)
+    use_disc: bool = True  # False: plain GG-CNN training, no unlabelled batch
+    fast_layers: bool = True
+    seed_form: str = "auto"  # auto | vmap | unrolled
+    chunk_steps: int = 25  # steps per compiled call; NaN/Inf is checked between calls
+
+    def resolved_seed_form(self) -> str:
+        if self.seed_form == "auto":
+            return "unrolled" if jax.default_backend() == "cpu" else "vmap"
+        if self.seed_form not in ("vmap", "unrolled"):
+            raise ValueError(f"seed_form must be auto, vmap or unrolled; got {self.seed_form!r}")
+        return self.seed_form
+
+
+class StepInputs(NamedTuple):
+    """What a plug-in's loss sees in one step (one seed; B = batch size).
+
+    x_l [B, H, W, C], w_l [B] (1 for a real labelled sample, 0 for padding when fewer than B
+    are labelled), x_u / w_u likewise for unlabelled samples; feats_l / feats_u the encoder
+    features (differentiable into the encoder); task_loss [B] GG-CNN's per-sample loss;
+    progress in [0, 1]: the fraction of the round's steps done.
+    """
+
+    x_l: jax.Array
+    w_l: jax.Array
+    x_u: jax.Array
+    w_u: jax.Array
+    feats_l: models.Features
+    feats_u: models.Features | None
+    task_loss: jax.Array
+    progress: jax.Array
+
+
+class Plugin:
+    """A network trained alongside GG-CNN. Subclasses set ``name`` and override what they use."""
+
+    name: str = "plugin"
+    needs_unlabelled: bool = False
+
+    def init(self, key, x) -> Any:
+        """Parameters, given an example input x [1, H, W, C]."""
+        raise NotImplementedError
+
+    def optimizer(self) -> optax.GradientTransformation:
+        raise NotImplementedError
+
+    def loss(self, params, inp: StepInputs, hparams) -> tuple[jax.Array, dict]:
+        """A scalar added to the joint loss and a dict of scalar metrics."""
+        return jnp.zeros(()), {}
+
+    def extra_update(self, params, opt_state, inp: StepInputs, key):
+        """Separate optimisation steps after the joint one -> (params, opt_state, metrics)."""
+        return params, opt_state, {}
+
+
+class Discriminator(Plugin):
+    """DAL's discriminator on the pooled bottleneck: P(x is labelled).
+
+    L_DAL is the binary cross-entropy with labelled = 1, unlabelled = 0, averaged over both
+    batches. The encoder receives alpha * dL_DAL; the discriminator receives dL_DAL itself, so
+    alpha only weighs the encoder's share (alpha = 0 is GG-CNN's own encoder with a
+    discriminator trained on top, not an untrained discriminator).
+    """
+
+    name = "disc"
+    needs_unlabelled = True
+
+    def __init__(self, hidden=(64, 16), lr=1e-2, momentum=0.9):
+        self.module = models.Discriminator(tuple(hidden))
+        self.lr, self.momentum = lr, momentum
+
+    def init(self, key, x):
+        bottleneck = models.ENCODER[-1][1]
+        return self.module.init(key, jnp.zeros((1, 2 * bottleneck)))["params"]
+
+    def optimizer(self):
+        return optax.sgd(self.lr, momentum=self.momentum or None)
+
+    def logits(self, params, feats: models.Features):
+        """feats.f3 [B, h, w, 8] -> logits [B]."""
+        return self.module.apply({"params": params}, models.pooled(feats.f3))
+
+    def bce(self, params, inp: StepInputs):
+        """Weighted mean BCE over the labelled (target 1) and unlabelled (target 0) batches."""
+        lg_l = self.logits(params, inp.feats_l)
+        lg_u = self.logits(params, inp.feats_u)
+        per = jnp.concatenate(
+            [
+                optax.sigmoid_binary_cross_entropy(lg_l, 1.0),
+                optax.sigmoid_binary_cross_entropy(lg_u, 0.0),
+            ]
+        )
+        w = jnp.concatenate([inp.w_l, inp.w_u])
+        acc = jnp.concatenate([lg_l > 0, lg_u <= 0])
+        denom = jnp.maximum(w.sum(), 1.0)
+        return (per * w).sum() / denom, (acc * w).sum() / denom
+
+    def loss(self, params, inp, hparams):
+        stop = jax.lax.stop_gradient
+        to_encoder, acc = self.bce(stop(params), inp)
+        feats_stopped = inp._replace(
+            feats_l=jax.tree.map(stop, inp.feats_l), feats_u=jax.tree.map(stop, inp.feats_u)
+        )
+        to_disc, _ = self.bce(params, feats_stopped)
+        return hparams["alpha"] * to_encoder + to_disc, {"dal_loss": to_disc, "disc_acc": acc}
+
+
+@flax.struct.dataclass
+class TrainState:
+    """step: [] int32 (or [S]); params / opt_state: dicts keyed by network name."""
+
+    step: jax.Array
+    params: dict
+    opt_state: dict
+
+
+def ggcnn_loss(maps, targets):
+    """GG-CNN's loss per sample: the sum over the four heads of the mean squared error.
+
+    maps, targets: [B, H, W, 4] -> [B].
+    """
+    return jnp.mean((maps - targets) ** 2, axis=(1, 2)).sum(axis=-1)
+
+
+class Trainer:
+    """Builds the compiled functions for one `TrainConfig` and set of plug-ins.
+
+    Functions are cached per trainer, so keep one trainer per configuration and reuse it across
+    rounds and tests.
+    """
+
+    def __init__(self, config: TrainConfig, plugins: tuple[Plugin, ...] = ()):
+        plugins = tuple(plugins)
+        if config.use_disc and not any(p.name == "disc" for p in plugins):
+            plugins = (
+                Discriminator(config.disc_hidden, config.disc_lr, config.disc_momentum),
+            ) + plugins
+        self.config = config
+        self.plugins = plugins
+        self.model = models.GGCNN(fast=config.fast_layers)
+        self.needs_unlabelled = any(p.needs_unlabelled for p in plugins)
+        self.optimizers = {"ggcnn": optax.adam(config.lr)}
+        self.optimizers.update({p.name: p.optimizer() for p in plugins})
+        self._chunk = {}
+
+    # ------------------------------------------------------------------------------ init
+    def init_state(self, key, image_shape) -> TrainState:
+        """One seed's fresh state. image_shape = (H, W, C)."""
+        x = jnp.zeros((1, *image_shape), jnp.float32)
+        models.check_input(x, self.config.in_channels)
+        keys = jax.random.split(key, len(self.plugins) + 1)
+        params = {"ggcnn": self.model.init(keys[0], x)["params"]}
+        for k, p in zip(keys[1:], self.plugins):
+            params[p.name] = p.init(k, x)
+        opt_state = {name: self.optimizers[name].init(v) for name, v in params.items()}
+        return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
+
+    def init_states(self, keys, image_shape) -> TrainState:
+        """Fresh states for S seeds: keys [S] -> TrainState with leaves [S, ...]."""
+        states = [self.init_state(k, image_shape) for k in keys]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+    # ------------------------------------------------------------------------------ step
+    def _sample(self, key, mask):
+        """B indices drawn without replacement among ``mask`` (Gumbel top-k) and their weights
+        (0 where fewer than B examples qualify). mask: [N] bool -> ([B] int32, [B] float32)."""
+        g = jax.random.gumbel(key, mask.shape)
+        score = jnp.where(mask, g, -jnp.inf)
+        _, idx = jax.lax.top_k(score, self.config.batch_size)
+        return idx, mask[idx].astype(jnp.float32)
+
+    def _joint_loss(self, params, batch, hparams, progress):
+        x_l, y_l, w_l, x_u, w_u = batch
+        maps, feats_l = self.model.apply({"params": params["ggcnn"]}, x_l)
+        per_sample = ggcnn_loss(maps, y_l)
+        gsp = (per_sample * w_l).sum() / jnp.maximum(w_l.sum(), 1.0)
+        feats_u = None
+        if self.needs_unlabelled:
+            feats_u = self.model.apply({"params": params["ggcnn"]}, x_u, method=models.GGCNN.encode)
+        inp = StepInputs(x_l, w_l, x_u, w_u, feats_l, feats_u, per_sample, progress)
+        total, metrics = gsp, {"gsp_loss": gsp}
+        for p in self.plugins:
+            term, m = p.loss(params[p.name], inp, hparams)
+            total = total + term
+            metrics.update(m)
+        metrics["loss"] = total
+        return total, (metrics, inp)
+
+    def step(self, state: TrainState, inputs, targets, mask, hparams, key):
+        """One joint step for ONE seed.
+
+        inputs [N, H, W, C], targets [N, H, W, 4], mask [N] bool (labelled), hparams: dict of
+        scalars (``alpha``, ``num_steps``), key: this seed's key. -> (state, metrics).
+        """
+        key = jax.random.fold_in(key, state.step)
+        k_l, k_u, k_x = jax.random.split(key, 3)
+        idx_l, w_l = self._sample(k_l, mask)
+        idx_u, w_u = self._sample(k_u, ~mask)
+        x_l = inputs[idx_l].astype(jnp.float32)
+        y_l = targets[idx_l].astype(jnp.float32)
+        x_u = inputs[idx_u].astype(jnp.float32) if self.needs_unlabelled else x_l
+        progress = state.step / jnp.maximum(hparams["num_steps"], 1)
+        grads, (metrics, inp) = jax.grad(self._joint_loss, has_aux=True)(
+            state.params, (x_l, y_l, w_l, x_u, w_u), hparams, progress
+        )
+        params, opt_state = {}, {}
+        for name, opt in self.optimizers.items():
+            updates, opt_state[name] = opt.update(
+                grads[name], state.opt_state[name], state.params[name]
+            )
+            params[name] = optax.apply_updates(state.params[name], updates)
+        for i, p in enumerate(self.plugins):
+            params[p.name], opt_state[p.name], m = p.extra_update(
+                params[p.name], opt_state[p.name], inp, jax.random.fold_in(k_x, i)
+            )
+            metrics.update(m)
+        return TrainState(state.step + 1, params, opt_state), metrics
+
+    def _steps_one_seed(self, state, inputs, targets, mask, hparams, key, num_steps):
+        def body(st, _):
+            return self.step(st, inputs, targets, mask, hparams, key)
+
+        return jax.lax.scan(body, state, None, length=num_steps)
+
+    def _steps_all_seeds(self, states, inputs, targets, masks, hparams, keys, num_steps):
+        run = functools.partial(self._steps_one_seed, num_steps=num_steps)
+        if self.config.resolved_seed_form() == "vmap":
+            return jax.vmap(run, in_axes=(0, None, None, 0, 0, 0))(
+                states, inputs, targets, masks, hparams, keys
+            )
+        outs = []
+        for s in range(masks.shape[0]):
+            one = jax.tree.map(lambda a, s=s: a[s], (states, masks, hparams, keys))
+            outs.append(run(one[0], inputs, targets, one[1], one[2], one[3]))
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+    def train_chunk(self, states, inputs, targets, masks, hparams, keys, num_steps: int):
+        """``num_steps`` joint steps for all S seeds in one compiled call.
+
+        states: TrainState [S, ...]; inputs [N, H, W, C]; targets [N, H, W, 4]; masks [S, N]
+        bool; hparams: dict of [S] arrays; keys [S] typed keys (each seed's round key).
+        Returns (states, metrics: dict of [S, num_steps]).
+        """
+        fn = self._chunk.get(num_steps)
+        if fn is None:
+            fn = jax.jit(
+                functools.partial(self._steps_all_seeds, num_steps=num_steps),
+                donate_argnums=(0,),
+            )
+            self._chunk[num_steps] = fn
+        return fn(states, inputs, targets, masks, hparams, keys)
+
+    def train(self, states, inputs, targets, masks, hparams, keys, num_steps: int, on_chunk=None):
+        """Runs ``num_steps`` steps in chunks of ``config.chunk_steps``; between chunks the
+        losses are checked on the host and ``on_chunk(steps_done, metrics)`` is called.
+
+        Raises FloatingPointError naming the seed and step of the first non-finite loss.
+        Returns (states, metrics of the last chunk).
+        """
+        self.validate(inputs, targets, masks)
+        hparams = dict(hparams)
+        hparams["num_steps"] = jnp.full(masks.shape[:1], num_steps, jnp.float32)
+        done, metrics = 0, {}
+        while done < num_steps:
+            n = min(self.config.chunk_steps, num_steps - done)
+            start = np.asarray(states.step)
+            states, metrics = self.train_chunk(states, inputs, targets, masks, hparams, keys, n)
+            loss = np.asarray(metrics["loss"])
+            bad = np.argwhere(~np.isfinite(loss))
+            if bad.size:
+                s, i = bad[0]
+                raise FloatingPointError(
+                    f"non-finite loss {loss[s, i]} at seed index {s}, step {int(start[s]) + i}"
+                )
+            done += n
+            if on_chunk is not None:
+                on_chunk(done, metrics)
+        return states, metrics
+
+    def validate(self, inputs, targets, masks):
+        """Clear errors for shapes the compiled step cannot take."""
+        models.check_input(inputs, self.config.in_channels)
+        if targets.shape[:-1] != inputs.shape[:-1] or targets.shape[-1] != 4:
+            raise ValueError(
+                f"targets must be [N, H, W, 4] matching inputs {tuple(inputs.shape)}; "
+                f"got {tuple(targets.shape)}"
+            )
+        if masks.ndim != 2 or masks.shape[1] != inputs.shape[0]:
+            raise ValueError(
+                f"masks must be [S, N] with N = {inputs.shape[0]}; got {tuple(masks.shape)}"
+            )
+
+    # ------------------------------------------------------------------------------ predict
+    @functools.cached_property
+    def _predict(self):
+        def one(params, x):
+            return self.model.apply({"params": params}, x)[0]
+
+        return jax.jit(one)
+
+    def predict(self, params, x, batch: int = 16):
+        """GG-CNN maps for one seed's params: x [N, H, W, C] -> [N, H, W, 4] (host numpy).
+
+        Runs in fixed-size batches (the last one padded) so any N reuses one compiled program.
+        """
+        n = len(x)
+        out = np.zeros((n, *x.shape[1:3], 4), np.float32)
+        for i in range(0, n, batch):
+            xb = np.asarray(x[i : i + batch], np.float32)
+            m = len(xb)
+            if m < batch:
+                xb = np.concatenate([xb, np.zeros((batch - m, *xb.shape[1:]), np.float32)])
+            out[i : i + m] = np.asarray(self._predict(params, xb))[:m]
+        return out

@@ -1,0 +1,325 @@
+"""Shared pieces of the grasp-dataset builders: features, Cornell scene reading, depth
+pre-processing (point cloud -> depth, inpainting, crop) and the split/skip bookkeeping.
+
+Everything here is NumPy/OpenCV; nothing needs TensorFlow. Image arrays are [H, W] (depth,
+float32 metres) and [H, W, 3] (RGB, uint8); rectangles are [G, 4, 2] (row, col) as in
+dal_jax.grasp.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import tarfile
+import zipfile
+import zlib
+
+import cv2
+import numpy as np
+import tensorflow_datasets as tfds
+import tifffile
+from PIL import Image
+
+from dal_jax import grasp
+
+VERSION = tfds.core.Version("1.0.0")
+CORNELL_SHAPE = (480, 640)  # (rows, cols) of a Cornell frame; the PCD header may override it.
+
+
+def features(size: int) -> tfds.features.FeaturesDict:
+    """Per-example features (Tensor features only, so no TensorFlow is needed to encode or
+    decode them):
+
+    depth [S, S] float32 metres (inpainted crop); rgb [S, S, 3] uint8; rects [G, 4, 2] float32
+    (row, col) in crop coordinates; crop_offset [2] int32 (row, col) of the crop's top-left
+    corner in the original frame; id and object_id strings; initial bool (member of the
+    recorded initial labelled set, Jacquard only).
+    """
+    t = tfds.features.Tensor
+    return tfds.features.FeaturesDict(
+        {
+            "depth": t(shape=(size, size), dtype=np.float32),
+            "rgb": t(shape=(size, size, 3), dtype=np.uint8),
+            "rects": t(shape=(None, 4, 2), dtype=np.float32),
+            "crop_offset": t(shape=(2,), dtype=np.int32),
+            "id": t(shape=(), dtype=np.str_),
+            "object_id": t(shape=(), dtype=np.str_),
+            "initial": t(shape=(), dtype=np.bool_),
+        }
+    )
+
+
+class Skips:
+    """Collects every skipped file, scene or rectangle with its reason (never drop silently)."""
+
+    def __init__(self):
+        self.items: list[tuple[str, str]] = []
+        self.rects = 0  # NaN / malformed rectangles skipped
+
+    def add(self, what, reason: str):
+        self.items.append((str(what), reason))
+
+    def as_dict(self) -> dict:
+        return {"skipped": [list(i) for i in self.items], "skipped_rects": int(self.rects)}
+
+
+# ------------------------------------------------------------------------------- depth
+
+
+def depth_from_pcd(text: str, default_shape=CORNELL_SHAPE) -> np.ndarray:
+    """Cornell point cloud text (PCD v.7 ASCII) -> depth image [H, W] float32 metres.
+
+    Point ``x y z rgb index`` goes to pixel (index // W, index % W) with value
+    |(x, y, z)| / 1000. Pixels with no point, or with a NaN point, are 0 (missing). The frame
+    size comes from the header's WIDTH/HEIGHT when the cloud is organised (HEIGHT > 1); the
+    original Cornell clouds are unorganised (HEIGHT 1) and use ``default_shape`` (480 x 640).
+    """
+    header = {}
+    pos = 0
+    fields = ["x", "y", "z", "rgb", "index"]
+    while True:
+        end = text.find("\n", pos)
+        line = text[pos : (len(text) if end < 0 else end)].strip()
+        key = line.split(" ", 1)[0].upper() if line else ""
+        if line.startswith("#") or key in {
+            "VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS",
+        }:  # fmt: skip
+            if key == "FIELDS":
+                fields = line.split()[1:]
+            elif key in {"WIDTH", "HEIGHT"}:
+                header[key] = int(line.split()[1])
+            pos = len(text) if end < 0 else end + 1
+            continue
+        if key == "DATA":
+            if line.split()[1].lower() != "ascii":
+                raise ValueError(f"only ASCII point clouds are supported, got {line!r}")
+            pos = len(text) if end < 0 else end + 1
+        break
+    shape = tuple(default_shape)
+    if header.get("HEIGHT", 1) > 1:
+        shape = (header["HEIGHT"], header["WIDTH"])
+    # np.fromstring in text mode treats any whitespace (spaces, CR, LF) as a separator and
+    # reads 'nan', which is far faster than line-by-line parsing of ~300k points.
+    vals = np.fromstring(text[pos:], dtype=np.float64, sep=" ")
+    if vals.size % len(fields):
+        raise ValueError(f"point cloud body has {vals.size} numbers, not a multiple of {fields}")
+    pts = vals.reshape(-1, len(fields))
+    xyz = pts[:, [fields.index("x"), fields.index("y"), fields.index("z")]]
+    idx = pts[:, fields.index("index")].astype(np.int64)
+    depth = np.zeros(shape[0] * shape[1], np.float32)
+    ok = np.isfinite(xyz).all(axis=1) & (idx >= 0) & (idx < depth.size)
+    depth[idx[ok]] = np.linalg.norm(xyz[ok], axis=1) / 1000.0
+    return depth.reshape(shape)
+
+
+def inpaint(depth: np.ndarray) -> np.ndarray:
+    """Fills missing depth ([H, W]; 0, negative (Jacquard's -1) or non-finite) by OpenCV's
+    Navier-Stokes inpainting, radius 1, on a 1-pixel reflected border with values scaled to
+    [0, 1] first - the reference pre-processing. Returns float32 [H, W]."""
+    d = np.asarray(depth, np.float32).copy()
+    missing = ~np.isfinite(d) | (d <= 0)
+    if not missing.any():
+        return d
+    d[missing] = 0
+    scale = float(np.abs(d).max())
+    if scale == 0:  # nothing to inpaint from
+        return d
+    d = cv2.copyMakeBorder(d, 1, 1, 1, 1, cv2.BORDER_DEFAULT)
+    mask = cv2.copyMakeBorder(missing.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_DEFAULT)
+    out = cv2.inpaint(d / scale, mask, 1, cv2.INPAINT_NS)
+    return (out[1:-1, 1:-1] * scale).astype(np.float32)
+
+
+def crop_origin(rects: np.ndarray, shape, size: int) -> tuple[int, int]:
+    """Top-left (row, col) of the ``size`` square crop centred on the mean of all rectangle
+    corners ([G, 4, 2]), truncated to whole pixels and clamped inside the ``shape`` frame."""
+    centre = np.mean(rects.reshape(-1, 2), axis=0).astype(np.int64)
+    top = int(max(0, min(centre[0] - size // 2, shape[0] - size)))
+    left = int(max(0, min(centre[1] - size // 2, shape[1] - size)))
+    return top, left
+
+
+def read_rgb(path) -> np.ndarray:
+    """An image file -> [H, W, 3] uint8."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def read_tiff(path) -> np.ndarray:
+    """A single-channel float TIFF -> [H, W] float32. Pillow first: it decodes the LZW
+    compression of the Jacquard files, which tifffile can only do with `imagecodecs`."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im, np.float32)
+    except OSError:
+        return np.asarray(tifffile.imread(str(path)), np.float32)
+
+
+def resize_depth(depth: np.ndarray, size: int) -> np.ndarray:
+    """Area-resizes depth [H, W] to [size, size], averaging only valid (> 0, finite) pixels so
+    missing values (0, -1, NaN) do not leak into their neighbours; an output pixel that is
+    mostly missing stays missing (0) for the inpainting."""
+    valid = (np.isfinite(depth) & (depth > 0)).astype(np.float32)
+    d = np.where(valid > 0, depth, 0).astype(np.float32)
+    s = cv2.resize(d, (size, size), interpolation=cv2.INTER_AREA)
+    v = cv2.resize(valid, (size, size), interpolation=cv2.INTER_AREA)
+    return np.where(v >= 0.5, s / np.maximum(v, 1e-6), 0).astype(np.float32)
+
+
+def as_str(value) -> str:
+    """A decoded string feature (bytes, numpy str or str) -> str."""
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def stable_hash(text: str) -> int:
+    """A process-independent hash (Python's hash() is salted) for per-example seeds."""
+    return zlib.crc32(text.encode())
+
+
+# ------------------------------------------------------------------------------- Cornell
+
+_CORNELL_FILE = re.compile(r"^pcd(\d{4})(r\.png|cpos\.txt|\.txt|d\.tiff)$")
+_ARCHIVE = re.compile(r"\.(tar\.gz|tgz|tar|zip)$")
+
+CORNELL_INSTRUCTIONS = """\
+Download the Cornell Grasp Dataset (the archives 01.tar.gz .. 10.tar.gz, e.g. from the Kaggle
+mirror "oneoneliu/cornell-grasp" or any copy of the original Cornell release) and put either the
+archives or the extracted folders 01 .. 10 (each holding pcdXXXXr.png, pcdXXXXcpos.txt and
+pcdXXXX.txt or pcdXXXXd.tiff) into the manual folder, by default
+~/tensorflow_datasets/downloads/manual/cornell, or pass --manual_dir=DIR to
+python -m datasets.prepare.
+"""
+
+
+def extract_archives(folder: pathlib.Path, dest: pathlib.Path, skips: Skips) -> list[pathlib.Path]:
+    """Extracts the Cornell files of any archives in ``folder`` (once) into ``dest``; returns
+    the extraction folders. Unreadable archives are recorded in ``skips``."""
+    out = []
+    for arc in sorted(p for p in folder.rglob("*") if p.is_file() and _ARCHIVE.search(p.name)):
+        target = dest / _ARCHIVE.sub("", arc.name)
+        done = target / ".extracted"
+        if not done.exists():
+            target.mkdir(parents=True, exist_ok=True)
+            try:
+                if arc.name.endswith(".zip"):
+                    with zipfile.ZipFile(arc) as z:
+                        for m in z.namelist():
+                            if _CORNELL_FILE.match(pathlib.PurePath(m).name):
+                                (target / pathlib.PurePath(m).name).write_bytes(z.read(m))
+                else:
+                    with tarfile.open(arc) as t:
+                        for m in t:
+                            name = pathlib.PurePath(m.name).name
+                            if m.isfile() and _CORNELL_FILE.match(name):
+                                (target / name).write_bytes(t.extractfile(m).read())
+            except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
+                skips.add(arc, f"unreadable archive: {e}")
+                continue
+            done.touch()
+        out.append(target)
+    return out
+
+
+def find_cornell_scenes(folders) -> dict[str, dict[str, pathlib.Path]]:
+    """Scene id ``pcdXXXX`` -> {'rgb', 'cpos', 'pcd', 'tiff'} paths, over all ``folders``
+    (searched recursively). Later folders do not override earlier ones."""
+    scenes: dict[str, dict[str, pathlib.Path]] = {}
+    kinds = {"r.png": "rgb", "cpos.txt": "cpos", ".txt": "pcd", "d.tiff": "tiff"}
+    for folder in folders:
+        for p in sorted(pathlib.Path(folder).rglob("pcd*")):
+            m = _CORNELL_FILE.match(p.name)
+            if m and p.is_file():
+                scenes.setdefault(f"pcd{m.group(1)}", {}).setdefault(kinds[m.group(2)], p)
+    return dict(sorted(scenes.items()))
+
+
+def load_cornell_scene(files: dict, size: int, skips: Skips):
+    """Reads and pre-processes one Cornell scene.
+
+    Depth comes from ``pcdXXXXd.tiff`` when present (cheap), else from the point cloud;
+    missing depth is inpainted on the full frame; the ``size`` square crop is centred on the
+    positive rectangles. Returns a feature dict without id/object_id/initial, or None when the
+    scene is skipped (the reason goes to ``skips``).
+    """
+    scene = files.get("rgb", files.get("cpos", files.get("pcd", files.get("tiff"))))
+    scene = scene.parent / re.sub(r"(r\.png|cpos\.txt|\.txt|d\.tiff)$", "", scene.name)
+    for need in ("cpos", "rgb"):
+        if need not in files:
+            skips.add(scene, f"missing {need} file")
+            return None
+    if "tiff" not in files and "pcd" not in files:
+        skips.add(scene, "missing depth (neither pcdXXXX.txt nor pcdXXXXd.tiff)")
+        return None
+    try:
+        rects, bad = grasp.parse_cornell(files["cpos"].read_text(errors="strict"))
+    except (OSError, UnicodeDecodeError) as e:
+        skips.add(files["cpos"], f"unreadable: {e}")
+        return None
+    if bad:
+        skips.rects += bad
+        skips.add(files["cpos"], f"{bad} rectangle(s) with NaN or malformed values skipped")
+    if len(rects) == 0:
+        skips.add(scene, "no valid positive rectangle")
+        return None
+    try:
+        rgb = read_rgb(files["rgb"])
+    except OSError as e:
+        skips.add(files["rgb"], f"unreadable: {e}")
+        return None
+    depth = None
+    if "tiff" in files:
+        try:
+            depth = read_tiff(files["tiff"])
+        except (OSError, ValueError) as e:
+            skips.add(files["tiff"], f"unreadable ({e}); trying the point cloud")
+    if depth is None:
+        if "pcd" not in files:
+            return None
+        try:
+            depth = depth_from_pcd(files["pcd"].read_text(), rgb.shape[:2])
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            skips.add(files["pcd"], f"unreadable point cloud: {e}")
+            return None
+    if depth.shape != rgb.shape[:2]:
+        skips.add(scene, f"depth shape {depth.shape} != RGB shape {rgb.shape[:2]}")
+        return None
+    if min(depth.shape) < size:
+        skips.add(scene, f"frame {depth.shape} smaller than the {size} crop")
+        return None
+    depth = inpaint(depth)
+    top, left = crop_origin(rects, depth.shape, size)
+    return {
+        "depth": depth[top : top + size, left : left + size],
+        "rgb": rgb[top : top + size, left : left + size],
+        "rects": grasp.offset_rects(rects, (-top, -left)).astype(np.float32),
+        "crop_offset": np.array([top, left], np.int32),
+    }
+
+
+def split_ids(ids, test_fraction: float, seed: int, mode: str = "image"):
+    """Splits sorted scene ids into (train, test) lists.
+
+    ``image``: the paper's random image-wise split (seeded permutation; the first
+    ``round(test_fraction * N)`` go to test). ``object``: no object labels ship with the
+    Cornell files, but all images of one object are consecutive, so contiguous blocks of the
+    sorted ids are kept together: ids are cut into blocks of 5 consecutive scenes and whole
+    blocks are assigned at random (only objects straddling a block edge can leak).
+    """
+    ids = sorted(ids)
+    n_test = round(test_fraction * len(ids))
+    rng = np.random.default_rng(seed)
+    if mode == "image":
+        perm = rng.permutation(len(ids))
+        test = {ids[i] for i in perm[:n_test]}
+    elif mode == "object":
+        blocks = [ids[i : i + 5] for i in range(0, len(ids), 5)]
+        test = set()
+        for b in rng.permutation(len(blocks)):
+            if len(test) >= n_test:
+                break
+            test.update(blocks[b])
+    else:
+        raise ValueError(f"split mode must be 'image' or 'object', got {mode!r}")
+    return [i for i in ids if i not in test], [i for i in ids if i in test]

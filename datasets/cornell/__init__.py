@@ -1,0 +1,1 @@
+"""The `cornell` TFDS builder (see cornell_dataset_builder.py)."""

@@ -1,0 +1,1 @@
+"""The `cornell_noisy` TFDS builder (see cornell_noisy_dataset_builder.py)."""

@@ -1,0 +1,59 @@
+"""`synthetic_grasps`: the built-in no-download dataset. Procedural cluttered top-down depth
+scenes (see scenes.py) written in the real Cornell file format into a temporary folder and read
+back through the Cornell reader (point cloud -> depth, inpainting, crop, rectangle parsing).
+Default config: 300 scenes, 96x96 crops, seed 0, seeded random 80/20 train (pool) / test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import tempfile
+from typing import ClassVar
+
+from datasets import common
+from datasets.cornell import cornell_dataset_builder as cornell
+from datasets.synthetic_grasps import scenes as synth
+
+
+@dataclasses.dataclass
+class SyntheticConfig(cornell.CornellConfig):
+    """num_scenes scenes at crop_size pixels, generated from seed (which also seeds the split)."""
+
+    num_scenes: int = 300
+
+
+def make_config(num_scenes: int = 300, crop_size: int = 96, seed: int = 0) -> SyntheticConfig:
+    """A config for any size/count/seed; its name encodes them so builds never collide."""
+    name = (
+        "default"
+        if (num_scenes, crop_size, seed) == (300, 96, 0)
+        else (f"n{num_scenes}_s{crop_size}_seed{seed}")
+    )
+    return SyntheticConfig(
+        name=name, num_scenes=num_scenes, crop_size=crop_size, seed=seed, test_fraction=0.2
+    )
+
+
+class Builder(cornell.Builder):
+    """Synthetic Cornell-format grasp scenes (array_record, Tensor features only)."""
+
+    VERSION = common.VERSION
+    BUILDER_CONFIGS: ClassVar[list] = [make_config()]
+    DEFAULT_CONFIG_NAME = "default"
+    MANUAL_DOWNLOAD_INSTRUCTIONS = None
+    DESCRIPTION = __doc__
+
+    def _scenes(self, dl_manager, skips):
+        cfg = self.builder_config
+        self._cache = {}
+        with tempfile.TemporaryDirectory(prefix="synthetic_grasps_") as tmp:
+            synth.write_scenes(pathlib.Path(tmp), cfg.num_scenes, cfg.crop_size, cfg.seed)
+            found = common.find_cornell_scenes([tmp])
+            # Read every scene now, while the files exist; the examples are small.
+            for sid, files in found.items():
+                self._cache[sid] = common.load_cornell_scene(files, cfg.crop_size, skips)
+        return {sid: None for sid in found}
+
+    def _load(self, scene_id, files, skips):
+        return self._cache.pop(scene_id)

@@ -1,0 +1,54 @@
+"""Benchmark of the batched rectangle-metric evaluation (`dal_jax.evaluate.accuracy`).
+
+Run: ``python -m experiments.bench_evaluate`` (prints a JSON line).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+
+def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30) -> dict:
+    """Times `accuracy` on [seeds, n, size, size, 4] random outputs vs [n, gts] rectangles.
+
+    Returns {"bench", "seeds", "images", "size", "gt", "s" (best of 3 after compiling),
+    "compile_s"}.
+    """
+    import jax.numpy as jnp
+
+    from dal_jax import evaluate, grasp
+
+    rng = np.random.default_rng(0)
+    preds = rng.standard_normal((seeds, n, size, size, 4), dtype=np.float32) * 0.3
+    preds[..., 0] += 0.5
+    centre = rng.uniform(40, size - 40, (n, gts, 2))
+    rects = grasp.grasp_to_rect(
+        centre, rng.uniform(-np.pi / 2, np.pi / 2, (n, gts)), rng.uniform(20, 60, (n, gts)),
+        rng.uniform(10, 30, (n, gts)),
+    )
+    mask = rng.random((n, gts)) < 0.7
+    preds = jnp.asarray(preds)
+    t0 = time.perf_counter()
+    evaluate.accuracy(preds, rects, mask)[0].block_until_ready()
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        evaluate.accuracy(preds, rects, mask)[0].block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return {
+        "bench": "evaluate",
+        "seeds": seeds,
+        "images": n,
+        "size": size,
+        "gt": gts,
+        "s": round(min(times), 3),
+        "compile_s": round(compile_s, 2),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(bench_evaluate()))

@@ -1,0 +1,26 @@
+"""Shared test fixtures.
+
+Real sample files live in ../shared/data next to the repository (never copied in). Tests that
+need them take the ``shared_data`` fixture, which skips with a loud reason when it is absent.
+"""
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(
+    os.environ.get("DAL_JAX_SHARED_DATA", REPO.parent / "shared" / "data")
+).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    """The folder of real Jacquard and Cornell sample files (../shared/data)."""
+    if not (SHARED_DATA / "jacquard").is_dir():
+        pytest.skip(
+            f"REAL SAMPLE DATA MISSING: {SHARED_DATA} not found; tests on real Cornell/Jacquard "
+            "files did not run (set DAL_JAX_SHARED_DATA to the shared/data folder)."
+        )
+    return SHARED_DATA
