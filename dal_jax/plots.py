@@ -6,8 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 FIG_HEIGHT_IN = 3.2
 PANEL_WIDTH_IN = 3.2
@@ -79,4 +79,4 @@ def plot_grasp_figure(path, depth, preds, gt_rects, gt_mask=None, rgb=None, dpi:
     # No bbox_inches='tight', so the image size is exactly figsize * dpi.
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
-    return int(round(PANEL_WIDTH_IN * len(panels) * dpi)), int(round(FIG_HEIGHT_IN * dpi))
+    return round(PANEL_WIDTH_IN * len(panels) * dpi), round(FIG_HEIGHT_IN * dpi)

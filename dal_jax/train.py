@@ -85,6 +85,9 @@ class Plugin:
 
     name: str = "plugin"
     needs_unlabelled: bool = False
+    # False: the plug-in's parameters are not part of the joint loss; the trainer applies no
+    # joint update to them and ``extra_update`` does all their training.
+    joint: bool = True
 
     def init(self, key, x) -> Any:
         """Parameters, given an example input x [1, H, W, C]."""
@@ -92,6 +95,10 @@ class Plugin:
 
     def optimizer(self) -> optax.GradientTransformation:
         raise NotImplementedError
+
+    def init_opt_state(self, params):
+        """The optimiser state kept for this plug-in (any pytree of arrays)."""
+        return self.optimizer().init(params)
 
     def loss(self, params, inp: StepInputs, hparams) -> tuple[jax.Array, dict]:
         """A scalar added to the joint loss and a dict of scalar metrics."""
@@ -188,8 +195,9 @@ class Trainer:
         self.plugins = plugins
         self.model = models.GGCNN(fast=config.fast_layers)
         self.needs_unlabelled = any(p.needs_unlabelled for p in plugins)
+        # Networks updated by the joint step; others train only in their extra_update.
         self.optimizers = {"ggcnn": optax.adam(config.lr)}
-        self.optimizers.update({p.name: p.optimizer() for p in plugins})
+        self.optimizers.update({p.name: p.optimizer() for p in plugins if p.joint})
         self._chunk = {}
 
     # ------------------------------------------------------------------------------ init
@@ -201,7 +209,9 @@ class Trainer:
         params = {"ggcnn": self.model.init(keys[0], x)["params"]}
         for k, p in zip(keys[1:], self.plugins):
             params[p.name] = p.init(k, x)
-        opt_state = {name: self.optimizers[name].init(v) for name, v in params.items()}
+        opt_state = {"ggcnn": self.optimizers["ggcnn"].init(params["ggcnn"])}
+        for p in self.plugins:
+            opt_state[p.name] = p.init_opt_state(params[p.name])
         return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
 
     def init_states(self, keys, image_shape) -> TrainState:
@@ -252,7 +262,7 @@ class Trainer:
         grads, (metrics, inp) = jax.grad(self._joint_loss, has_aux=True)(
             state.params, (x_l, y_l, w_l, x_u, w_u), hparams, progress
         )
-        params, opt_state = {}, {}
+        params, opt_state = dict(state.params), dict(state.opt_state)
         for name, opt in self.optimizers.items():
             updates, opt_state[name] = opt.update(
                 grads[name], state.opt_state[name], state.params[name]

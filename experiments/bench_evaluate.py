@@ -26,7 +26,9 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
     preds[..., 0] += 0.5
     centre = rng.uniform(40, size - 40, (n, gts, 2))
     rects = grasp.grasp_to_rect(
-        centre, rng.uniform(-np.pi / 2, np.pi / 2, (n, gts)), rng.uniform(20, 60, (n, gts)),
+        centre,
+        rng.uniform(-np.pi / 2, np.pi / 2, (n, gts)),
+        rng.uniform(20, 60, (n, gts)),
         rng.uniform(10, 30, (n, gts)),
     )
     mask = rng.random((n, gts)) < 0.7
