@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from dal_jax import grasp
+from dal_jax.preprocess import normalise_depth, normalise_rgb
 
 NAMES = ("cornell", "cornell_noisy", "jacquard_subset", "synthetic_grasps")
 MAX_WIDTH = 150.0  # the opening (pixels) that maps to a width target of 1
@@ -148,18 +149,6 @@ def make_targets(rects, mask=None, shape=(300, 300)) -> np.ndarray:
     return np.stack(
         [pos, np.cos(2 * ang), np.sin(2 * ang), np.clip(width, 0, MAX_WIDTH) / MAX_WIDTH], axis=-1
     ).astype(np.float32)
-
-
-def normalise_depth(depth: np.ndarray) -> np.ndarray:
-    """Depth crop [H, W] metres -> network input [H, W]: minus its mean, clipped to [-1, 1]."""
-    d = np.asarray(depth, np.float32)
-    return np.clip(d - d.mean(), -1.0, 1.0)
-
-
-def normalise_rgb(rgb: np.ndarray) -> np.ndarray:
-    """RGB crop [H, W, 3] uint8 -> [H, W, 3] float32: / 255 minus the mean of all values."""
-    x = np.asarray(rgb, np.float32) / 255.0
-    return x - x.mean()
 
 
 # --------------------------------------------------------------------------- builders

@@ -170,6 +170,14 @@ class TrainState:
     opt_state: dict
 
 
+def _take(arr, idx, weight):
+    """arr[idx] as float32 with padding rows (weight 0) zeroed, so that whatever they hold
+    cannot leak NaN into the loss or its gradient. arr [N, ...], idx/weight [B] -> [B, ...]."""
+    rows = arr[idx].astype(jnp.float32)
+    keep = (weight > 0).reshape((-1,) + (1,) * (rows.ndim - 1))
+    return jnp.where(keep, rows, 0.0)
+
+
 def ggcnn_loss(maps, targets):
     """GG-CNN's loss per sample: the sum over the four heads of the mean squared error.
 
@@ -255,9 +263,8 @@ class Trainer:
         k_l, k_u, k_x = jax.random.split(key, 3)
         idx_l, w_l = self._sample(k_l, mask)
         idx_u, w_u = self._sample(k_u, ~mask)
-        x_l = inputs[idx_l].astype(jnp.float32)
-        y_l = targets[idx_l].astype(jnp.float32)
-        x_u = inputs[idx_u].astype(jnp.float32) if self.needs_unlabelled else x_l
+        x_l, y_l = _take(inputs, idx_l, w_l), _take(targets, idx_l, w_l)
+        x_u = _take(inputs, idx_u, w_u) if self.needs_unlabelled else x_l
         progress = state.step / jnp.maximum(hparams["num_steps"], 1)
         grads, (metrics, inp) = jax.grad(self._joint_loss, has_aux=True)(
             state.params, (x_l, y_l, w_l, x_u, w_u), hparams, progress

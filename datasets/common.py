@@ -14,13 +14,20 @@ import tarfile
 import zipfile
 import zlib
 
-import cv2
 import numpy as np
 import tensorflow_datasets as tfds
-import tifffile
-from PIL import Image
 
 from dal_jax import grasp
+
+# The depth pre-processing lives in dal_jax.preprocess (importable without TFDS, for the robot);
+# re-exported here for the builders.
+from dal_jax.preprocess import (  # noqa: F401
+    crop_origin,
+    inpaint,
+    read_rgb,
+    read_tiff,
+    resize_depth,
+)
 
 VERSION = tfds.core.Version("1.0.0")
 CORNELL_SHAPE = (480, 640)  # (rows, cols) of a Cornell frame; the PCD header may override it.
@@ -110,60 +117,6 @@ def depth_from_pcd(text: str, default_shape=CORNELL_SHAPE) -> np.ndarray:
     ok = np.isfinite(xyz).all(axis=1) & (idx >= 0) & (idx < depth.size)
     depth[idx[ok]] = np.linalg.norm(xyz[ok], axis=1) / 1000.0
     return depth.reshape(shape)
-
-
-def inpaint(depth: np.ndarray) -> np.ndarray:
-    """Fills missing depth ([H, W]; 0, negative (Jacquard's -1) or non-finite) by OpenCV's
-    Navier-Stokes inpainting, radius 1, on a 1-pixel reflected border with values scaled to
-    [0, 1] first - the reference pre-processing. Returns float32 [H, W]."""
-    d = np.asarray(depth, np.float32).copy()
-    missing = ~np.isfinite(d) | (d <= 0)
-    if not missing.any():
-        return d
-    d[missing] = 0
-    scale = float(np.abs(d).max())
-    if scale == 0:  # nothing to inpaint from
-        return d
-    d = cv2.copyMakeBorder(d, 1, 1, 1, 1, cv2.BORDER_DEFAULT)
-    mask = cv2.copyMakeBorder(missing.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_DEFAULT)
-    out = cv2.inpaint(d / scale, mask, 1, cv2.INPAINT_NS)
-    return (out[1:-1, 1:-1] * scale).astype(np.float32)
-
-
-def crop_origin(rects: np.ndarray, shape, size: int) -> tuple[int, int]:
-    """Top-left (row, col) of the ``size`` square crop centred on the mean of all rectangle
-    corners ([G, 4, 2]), truncated to whole pixels and clamped inside the ``shape`` frame."""
-    centre = np.mean(rects.reshape(-1, 2), axis=0).astype(np.int64)
-    top = int(max(0, min(centre[0] - size // 2, shape[0] - size)))
-    left = int(max(0, min(centre[1] - size // 2, shape[1] - size)))
-    return top, left
-
-
-def read_rgb(path) -> np.ndarray:
-    """An image file -> [H, W, 3] uint8."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def read_tiff(path) -> np.ndarray:
-    """A single-channel float TIFF -> [H, W] float32. Pillow first: it decodes the LZW
-    compression of the Jacquard files, which tifffile can only do with `imagecodecs`."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im, np.float32)
-    except OSError:
-        return np.asarray(tifffile.imread(str(path)), np.float32)
-
-
-def resize_depth(depth: np.ndarray, size: int) -> np.ndarray:
-    """Area-resizes depth [H, W] to [size, size], averaging only valid (> 0, finite) pixels so
-    missing values (0, -1, NaN) do not leak into their neighbours; an output pixel that is
-    mostly missing stays missing (0) for the inpainting."""
-    valid = (np.isfinite(depth) & (depth > 0)).astype(np.float32)
-    d = np.where(valid > 0, depth, 0).astype(np.float32)
-    s = cv2.resize(d, (size, size), interpolation=cv2.INTER_AREA)
-    v = cv2.resize(valid, (size, size), interpolation=cv2.INTER_AREA)
-    return np.where(v >= 0.5, s / np.maximum(v, 1e-6), 0).astype(np.float32)
 
 
 def as_str(value) -> str:

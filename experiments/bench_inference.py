@@ -1,0 +1,147 @@
+"""Benchmark of robot-side grasp detection (`dal_jax.inference.GraspDetector.detect`).
+
+Times ``detect`` on a 640x480 depth frame, pre- and post-processing included (crop, inpainting
+of the holes, normalisation, GG-CNN, blur, peaks, mapping back), against the 15 ms median
+target; and, when PyTorch is importable, the PyTorch peer's single-image GG-CNN forward
+(/work/shared/peer/torch_ggcnn.py, network only) measured in the same run.
+
+The frame is the real Cornell depth frame ../shared/data/cornell/pcd0100d.tiff when present,
+else a synthetic table scene, with ~5% of the pixels turned into Kinect-like holes (3x3 blobs)
+so that inpainting is paid as on a real camera. Random-init weights: the time does not depend
+on the values.
+
+Run: ``python -m experiments.bench_inference`` (prints one JSON line per result).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def _frame(rng) -> tuple[np.ndarray, str]:
+    """A [480, 640] float32 depth frame in metres with holes, and where it came from."""
+    import cv2
+
+    from dal_jax import preprocess
+
+    path = SHARED / "data" / "cornell" / "pcd0100d.tiff"
+    if path.is_file():
+        depth, source = preprocess.read_tiff(path), "cornell/pcd0100d.tiff"
+    else:
+        depth = np.full((480, 640), 0.8, np.float32)
+        depth[200:280, 280:360] = 0.72
+        depth += rng.normal(0, 0.002, depth.shape).astype(np.float32)
+        source = "synthetic"
+    seeds = (rng.random(depth.shape) < 0.006).astype(np.uint8)
+    holes = cv2.dilate(seeds, np.ones((3, 3), np.uint8)) > 0
+    depth = depth.copy()
+    depth[holes] = np.where(rng.random(int(holes.sum())) < 0.5, 0.0, np.nan)
+    return depth, f"{source}, {holes.mean():.1%} holes"
+
+
+def _stats(times_s) -> tuple[float, float]:
+    t = np.asarray(times_s) * 1e3
+    return round(float(np.median(t)), 2), round(float(np.percentile(t, 90)), 2)
+
+
+def bench_detect(reps: int = 50) -> dict:
+    """Median / p90 of ``GraspDetector.detect`` on a 640x480 frame (after warm-up)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dal_jax import inference, models
+
+    rng = np.random.default_rng(0)
+    depth, source = _frame(rng)
+    params = models.GGCNN().init(jax.random.key(0), jnp.zeros((1, 300, 300, 1)))["params"]
+    t0 = time.perf_counter()
+    det = inference.GraspDetector(params, image_size=300)
+    compile_s = time.perf_counter() - t0
+    for _ in range(3):
+        det.detect(depth)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        det.detect(depth)
+        times.append(time.perf_counter() - t0)
+    med, p90 = _stats(times)
+    return {
+        "bench": "detect",
+        "impl": "jax",
+        "frame": "640x480",
+        "ms_median": med,
+        "ms_p90": p90,
+        "target_ms": 15.0,
+        "reps": reps,
+        "compile_s": round(compile_s, 2),
+        "input": source,
+    }
+
+
+def bench_torch_forward(reps: int = 50, threads: int = 2) -> dict | None:
+    """Median single-image forward of the PyTorch peer at 300x300 (network only), or None
+    when torch or the peer file is unavailable."""
+    peer = SHARED / "peer" / "torch_ggcnn.py"
+    if importlib.util.find_spec("torch") is None or not peer.is_file():
+        return None
+    import torch
+
+    spec = importlib.util.spec_from_file_location("torch_ggcnn_peer", peer)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = mod.GGCNN().eval()
+    x = torch.randn(1, 1, 300, 300)
+    times = []
+    with torch.no_grad():
+        for _ in range(3):
+            net(x)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t0)
+    med, p90 = _stats(times)
+    return {
+        "bench": "detect",
+        "impl": "torch_forward",
+        "frame": "300x300 crop, network only",
+        "ms": med,
+        "ms_p90": p90,
+        "threads": threads,
+        "torch": torch.__version__,
+    }
+
+
+def _load() -> float | None:
+    try:
+        import os
+
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def bench_inference(reps: int = 50) -> list[dict]:
+    """The JAX detect timing and (when torch is importable) the PyTorch peer's forward, in the
+    same process, each tagged with the 1-minute load average (other users share the cores)."""
+    out = [bench_detect(reps)]
+    torch_row = bench_torch_forward(reps)
+    if torch_row is not None:
+        out.append(torch_row)
+    for row in out:
+        row["loadavg_1min"] = _load()
+    return out
+
+
+if __name__ == "__main__":
+    for row in bench_inference():
+        print(json.dumps(row))

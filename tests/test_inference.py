@@ -1,0 +1,261 @@
+"""Robot-side inference: checkpoint loading, raw frames to grasps in frame pixels, bad inputs.
+
+Most tests use planted GG-CNN weights (quality = how much closer than the region's mean depth a
+spot is), so where the grasp must be is known without training. One 96 px checkpoint (seed 1
+planted, seed 0 random) serves the module; the real Cornell test uses a 300 px one.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from dal_jax import checkpoint, evaluate, inference, models, train
+from tests.conftest import REPO
+
+SIZE = 96
+BOX = (100, 140, 150, 190)  # rows r0:r1, cols c0:c1 of the object in the synthetic frame
+
+
+def planted_params(size: int = SIZE, in_channels: int = 1):
+    """GG-CNN weights whose quality map is high where the depth is below the region's mean.
+
+    conv1 is a negated 9x9 mean (closer = positive after the ReLU) on channel 0; every other
+    layer passes channel 0 through (centre taps / all-ones transposed kernels); pos = channel 0,
+    cos = 1, sin = 0, width = 40 px everywhere (angle 0, opening 40 network px).
+    """
+    p = models.GGCNN().init(jax.random.key(0), np.zeros((1, size, size, in_channels)))["params"]
+    p = jax.tree.map(lambda a: np.zeros(a.shape, np.float32), p)
+    enc, dec = p["encoder"], p["decoder"]
+    enc["conv1"]["kernel"][:, :, 0, 0] = -10.0 / 81
+    enc["conv2"]["kernel"][2, 2, 0, 0] = 1.0
+    enc["conv3"]["kernel"][1, 1, 0, 0] = 1.0
+    for name in ("convt1", "convt2", "convt3"):
+        k = dec[name]["kernel"]
+        k[:, :, 0, 0] = 1.0 / (k.shape[0] // 2) ** 2
+    dec["pos"]["kernel"][:, :, 0, 0] = 0.25
+    dec["cos"]["bias"][:] = 1.0
+    dec["width"]["bias"][:] = 40 / 150
+    return p
+
+
+def make_checkpoint(workdir, size: int = SIZE):
+    """A run-like checkpoint with two seeds: 0 random (accuracy 0.1), 1 planted (0.3)."""
+    tr = train.Trainer(train.TrainConfig(use_disc=False))
+    st = tr.init_states(jax.random.split(jax.random.key(0), 2), (size, size, 1))
+    planted = planted_params(size)
+    ggcnn = jax.tree.map(lambda r, p: np.stack([np.asarray(r[0]), p]), st.params["ggcnn"], planted)
+    st = st.replace(params=dict(st.params, ggcnn=ggcnn))
+    meta = {"accuracy": [0.1, 0.3], "in_channels": 1, "image_size": size, "strategy": "test"}
+    checkpoint.save(workdir, 0, st, {"labelled": np.zeros((2, 4), bool)}, meta)
+    return workdir
+
+
+def scene(shape=(240, 320), box=BOX, holes=True):
+    """Depth frame [H, W] metres: a table at 0.8 m, one box (0.7 m) at ``box``, NaN/0 holes."""
+    d = np.full(shape, 0.8, np.float32)
+    r0, r1, c0, c1 = box
+    d[r0:r1, c0:c1] = 0.7
+    if holes:
+        d[::7, ::5] = 0.0
+        d[3::11, 2::13] = np.nan
+    return d
+
+
+def on_box(g, box=BOX, margin=0):
+    r0, r1, c0, c1 = box
+    r, c = g.centre
+    return r0 - margin <= r < r1 + margin and c0 - margin <= c < c1 + margin
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("run96"))
+
+
+@pytest.fixture(scope="module")
+def det(ckpt):
+    return inference.GraspDetector.from_checkpoint(ckpt)
+
+
+def test_from_checkpoint_picks_best_seed(ckpt, det):
+    assert det.seed == 1 and det.image_size == SIZE and det.in_channels == 1
+    np.testing.assert_array_equal(
+        np.asarray(det.params["encoder"]["conv1"]["kernel"]),
+        planted_params()["encoder"]["conv1"]["kernel"],
+    )
+    d0 = inference.GraspDetector.from_checkpoint(ckpt / "checkpoints", seed=0, warmup=False)
+    assert d0.seed == 0
+    assert not np.allclose(
+        d0.params["encoder"]["conv1"]["kernel"], det.params["encoder"]["conv1"]["kernel"]
+    )
+
+
+def test_object_found_centre_crop(det):
+    d = scene()
+    out = det.analyse(d)
+    assert out.status == "ok" and len(out.grasps) == 1
+    assert out.roi == ((240 - SIZE) // 2, (320 - SIZE) // 2, SIZE)
+    g = out.grasps[0]
+    assert on_box(g), g
+    # Planted heads: angle 0, opening 40 px, jaw 20 px at scale 1.
+    assert abs(g.angle) < 1e-5 and g.opening == pytest.approx(40, rel=1e-4)
+    assert g.jaw == pytest.approx(20, rel=1e-4) and g.quality > 0.2
+
+
+def test_roi_resized_maps_back_to_frame(det):
+    # A 192 px region is shrunk to 96: the centre must map back onto the box in frame pixels
+    # and the opening doubles.
+    box = (60, 100, 200, 250)
+    g = det.detect(scene(box=box), roi=(10, 120, 192))[0]
+    assert on_box(g, box), g
+    assert g.opening == pytest.approx(80, rel=1e-4) and g.jaw == pytest.approx(40, rel=1e-4)
+    with pytest.raises(ValueError, match="not inside"):
+        det.detect(scene(), roi=(100, 200, 192))
+
+
+def test_top_k_two_objects(det):
+    d = scene(box=(90, 120, 120, 150), holes=False)
+    d[130:160, 175:205] = 0.65  # a second, taller object: the best grasp
+    gs = det.detect(d, top_k=2)
+    assert len(gs) == 2 and gs[0].quality >= gs[1].quality
+    assert on_box(gs[0], (130, 160, 175, 205)) and on_box(gs[1], (90, 120, 120, 150))
+
+
+def test_intrinsics_position_and_metres(det):
+    fx, fy, cx, cy = 500.0, 480.0, 160.0, 120.0
+    g = det.detect(scene(), intrinsics=(fx, fy, cx, cy))[0]
+    x, y, z = g.position
+    assert z == pytest.approx(0.7, abs=1e-6)  # the box's depth, holes ignored
+    assert x == pytest.approx((g.centre[1] - cx) * z / fx)
+    assert y == pytest.approx((g.centre[0] - cy) * z / fy)
+    assert g.opening_m == pytest.approx(40 * 0.7 / fx, rel=1e-4)  # angle 0: along x
+    assert g.jaw_m == pytest.approx(20 * 0.7 / fy, rel=1e-4)
+    assert json.loads(json.dumps(g.to_dict()))["position"][2] == pytest.approx(0.7)
+
+
+def test_float32_postprocess_matches_reference(det):
+    # The robot path (float32 blur, windowed angle/width) against dal_jax.evaluate's
+    # SciPy-exact post-processing, on the random seed's output of a real-looking frame.
+    rng = np.random.default_rng(1)
+    d0 = inference.GraspDetector(
+        jax.tree.map(lambda a: np.asarray(a) * 3, det.params), SIZE, warmup=False
+    )
+    d = scene() + rng.normal(0, 0.01, (240, 320)).astype(np.float32)
+    x = d0._inputs(d, None, None)[1]
+    rows, cols, ang, wid, q, valid, preds = jax.device_get(
+        inference._run(det.params, x, 3, with_maps=True)
+    )
+    ref = evaluate.detect_grasps(*evaluate.postprocess(preds), top_n=3)
+    np.testing.assert_array_equal(valid, np.asarray(ref.valid))
+    assert valid.any()
+    np.testing.assert_array_equal(np.stack([rows, cols], -1)[valid], np.asarray(ref.centre)[valid])
+    np.testing.assert_allclose(ang[valid], np.asarray(ref.angle)[valid], atol=1e-5)
+    np.testing.assert_allclose(wid[valid], np.asarray(ref.opening)[valid], rtol=1e-5)
+    np.testing.assert_allclose(q[valid], np.asarray(ref.quality)[valid], rtol=1e-5)
+
+
+def test_integer_millimetres_same_as_metres(det):
+    d = scene(holes=False)
+    g_m = det.detect(d)[0]
+    g_mm = det.detect(np.round(d * 1000).astype(np.uint16))[0]
+    assert g_m.centre == g_mm.centre and g_m.quality == pytest.approx(g_mm.quality, rel=1e-5)
+
+
+@pytest.mark.parametrize("fill", [np.nan, 0.0])
+def test_no_valid_depth_is_no_grasp(det, fill):
+    out = det.analyse(np.full((240, 320), fill, np.float32))
+    assert out.grasps == [] and out.status == "no valid depth"
+
+
+def test_flat_scene_is_no_grasp(det):
+    out = det.analyse(np.full((240, 320), 0.8, np.float32))
+    assert out.grasps == [] and out.status == "no grasp"
+
+
+@pytest.mark.parametrize(
+    "frame, match",
+    [
+        (np.zeros((0, 0), np.float32), "empty"),
+        (np.zeros((240, 320, 3), np.float32), "shape"),
+        (np.zeros((240,), np.float32), "shape"),
+        (np.ones((240, 320), bool), "dtype"),
+        (np.ones((240, 320), complex), "dtype"),
+        (np.ones((8, 320), np.float32), "too small"),
+        (None, "None"),
+    ],
+)
+def test_bad_frames_raise_clear_errors(det, frame, match):
+    with pytest.raises(ValueError, match=match):
+        det.detect(frame)
+
+
+def test_rgbd_model_needs_rgb():
+    d4 = inference.GraspDetector(planted_params(SIZE, 4), SIZE, in_channels=4, warmup=False)
+    with pytest.raises(ValueError, match="RGB-D"):
+        d4.detect(scene())
+    with pytest.raises(ValueError, match="registered"):
+        d4.detect(scene(), rgb=np.zeros((10, 10, 3), np.uint8))
+
+
+def test_missing_and_corrupt_checkpoint(tmp_path):
+    missing = tmp_path / "nothing_here"
+    with pytest.raises(FileNotFoundError, match="nothing_here"):
+        inference.GraspDetector.from_checkpoint(missing)
+    bad = tmp_path / "corrupt_run"
+    (bad / "checkpoints" / "0" / "state").mkdir(parents=True)
+    (bad / "checkpoints" / "0" / "meta").write_text("{not json")
+    (bad / "checkpoints" / "0" / "state" / "garbage").write_bytes(b"\x00" * 10)
+    with pytest.raises((ValueError, FileNotFoundError), match="corrupt_run"):
+        inference.GraspDetector.from_checkpoint(bad)
+    rc = inference.main(["--checkpoint", str(missing), "--depth", str(missing)])
+    assert rc == 2
+
+
+def test_import_without_torch_or_tensorflow():
+    code = (
+        "import sys, dal_jax.inference, dal_jax.robot\n"
+        "bad = [m for m in ('torch', 'tensorflow', 'tensorflow_datasets', 'datasets')"
+        " if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('clean')\n"
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "clean" in out.stdout, out.stderr
+
+
+def test_cornell_real_frames_end_to_end(shared_data, tmp_path, capsys):
+    """The CLI on the real Cornell depth frames with a 300 px checkpoint: a grasp in the centre
+    crop on something raised from the table, 3D position from the frame's depth, a PNG."""
+    run = make_checkpoint(tmp_path / "run300", 300)
+    frames = sorted((shared_data / "cornell").glob("pcd*d.tiff"))
+    assert frames
+    for i, f in enumerate(frames):
+        png = tmp_path / f"{f.stem}.png"
+        args = ["--checkpoint", str(run), "--depth", str(f), "--json"]
+        args += ["--intrinsics", "525,525,320,240", "--top_k", "2"]
+        args += ["--png", str(png)] if i == 0 else []
+        assert inference.main(args) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["status"] == "ok" and out["roi"] == [90, 170, 300]
+        depth = inference.read_depth(f)
+        crop = depth[90:390, 170:470]
+        for g in out["grasps"]:
+            r, c = g["centre"]
+            assert 90 + 20 <= r < 390 - 20 and 170 + 20 <= c < 470 - 20  # peak border rule
+            assert depth[round(r), round(c)] < np.median(crop)  # closer than the table
+            assert g["position"][2] == pytest.approx(depth[round(r), round(c)], rel=0.05)
+            assert math.isfinite(g["opening_m"]) and g["opening_m"] > 0
+        if i == 0:
+            from PIL import Image
+
+            with Image.open(png) as im:
+                assert im.size[0] > 3 * im.size[1]  # frame + 3 map panels side by side

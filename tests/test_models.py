@@ -1,0 +1,127 @@
+"""GG-CNN: shapes, parameter counts, fast layer forms == reference forms, PyTorch equivalence."""
+
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dal_jax import convert_torch, layers, models
+
+PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peer" / "torch_ggcnn.py"
+
+
+@pytest.mark.parametrize("channels, expected", [(1, 62_420), (4, 70_196)])
+def test_parameter_counts_and_shapes(channels, expected):
+    x = jax.ShapeDtypeStruct((2, 300, 300, channels), jnp.float32)
+    model = models.GGCNN()
+    params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+    assert models.count_params(params) == expected
+    maps, feats = jax.eval_shape(model.apply, {"params": params}, x)
+    assert maps.shape == (2, 300, 300, 4)
+    assert feats.f1.shape == (2, 100, 100, 32)
+    assert feats.f2.shape == (2, 50, 50, 16)
+    assert feats.f3.shape == (2, 25, 25, 8)
+
+
+def test_discriminator_is_about_2k_parameters():
+    params = models.Discriminator().init(jax.random.key(0), jnp.zeros((1, 16)))["params"]
+    assert models.count_params(params) == 2_145
+
+
+@pytest.mark.parametrize(
+    "size, cin, cout, k, s, p, op",
+    [
+        (25, 8, 8, 3, 2, 1, 1),  # convt1
+        (50, 8, 16, 5, 2, 2, 1),  # convt2
+        (100, 16, 32, 9, 3, 3, 1),  # convt3: 100 -> 301
+        (7, 3, 5, 4, 3, 0, 0),  # kernel not a multiple of the stride
+        (6, 2, 3, 5, 2, 3, 2),  # padding larger than (k - 1) / s
+    ],
+)
+def test_phase_transposed_conv_equals_lax_conv_transpose(size, cin, cout, k, s, p, op):
+    kx, kw = jax.random.split(jax.random.key(size))
+    x = jax.random.normal(kx, (2, size, size + 1, cin))
+    w = jax.random.normal(kw, (k, k, cin, cout)) / k
+    ref = layers.conv_transpose_reference(x, w, s, p, op)
+    fast = layers.conv_transpose_phases(x, w, s, p, op)
+    assert (
+        fast.shape
+        == ref.shape
+        == (2, *[layers.transposed_size(n, k, s, p, op) for n in (size, size + 1)], cout)
+    )
+    np.testing.assert_allclose(fast, ref, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "size, cin, cout, k, s, p",
+    [
+        (300, 1, 32, 9, 3, 3),
+        (100, 32, 16, 5, 2, 2),
+        (50, 16, 8, 3, 2, 1),
+        (301, 32, 1, 2, 1, 0),
+        (14, 3, 4, 4, 3, 1),
+    ],
+)
+def test_space_to_depth_conv_equals_lax_conv(size, cin, cout, k, s, p):
+    kx, kw = jax.random.split(jax.random.key(size))
+    x = jax.random.normal(kx, (2, size, size, cin))
+    w = jax.random.normal(kw, (k, k, cin, cout)) / k
+    np.testing.assert_allclose(
+        layers.conv(x, w, s, p), layers.conv_reference(x, w, s, p), atol=2e-5, rtol=1e-5
+    )
+
+
+def test_fast_and_reference_models_compute_the_same_function():
+    x = jax.random.normal(jax.random.key(1), (2, 48, 48, 1))
+    params = models.GGCNN(fast=True).init(jax.random.key(0), x)["params"]
+    fast, _ = models.GGCNN(fast=True).apply({"params": params}, x)
+    ref, _ = models.GGCNN(fast=False).apply({"params": params}, x)
+    np.testing.assert_allclose(fast, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, match",
+    [
+        ((1, 50, 48, 1), "multiple of 12"),
+        ((1, 48, 48, 3), "input channel"),
+        ((48, 48), r"\[..., H, W, C\]"),
+    ],
+)
+def test_bad_input_shapes_give_clear_errors(shape, match):
+    with pytest.raises(ValueError, match=match):
+        models.check_input(np.zeros(shape, np.float32), in_channels=1)
+
+
+def _peer():
+    torch = pytest.importorskip("torch", reason="TORCH NOT INSTALLED: equivalence test not run")
+    if not PEER.exists():
+        pytest.skip(f"PEER MODULE MISSING: {PEER} not found; equivalence test not run")
+    spec = importlib.util.spec_from_file_location("torch_ggcnn", PEER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return torch, mod
+
+
+def test_converted_pytorch_weights_give_pytorch_outputs(tmp_path):
+    torch, peer = _peer()
+    torch.manual_seed(3)
+    net = peer.GGCNN().eval()
+    state_path = tmp_path / "ggcnn.pt"
+    torch.save(net.state_dict(), state_path)
+    out_dir = tmp_path / "ckpt"
+    meta = convert_torch.convert(state_path, out_dir)
+    assert meta["in_channels"] == 1
+
+    from dal_jax import checkpoint
+
+    params, meta, seed = checkpoint.load_ggcnn(out_dir)
+    x = np.random.default_rng(0).normal(size=(1, 300, 300, 1)).astype(np.float32)
+    with torch.no_grad():
+        ref = torch.cat(net(torch.from_numpy(x.transpose(0, 3, 1, 2))), dim=1).numpy()
+    for fast in (True, False):
+        ours, _ = models.GGCNN(fast=fast).apply({"params": params}, x)
+        diff = np.abs(np.asarray(ours).transpose(0, 3, 1, 2) - ref).max()
+        assert diff < 1e-4, (fast, diff)
