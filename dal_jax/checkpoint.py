@@ -132,4 +132,3 @@ def load_ggcnn(path, round_index: int | None = None, seed: int | None = None):
     params = jax.tree.map(lambda a: np.asarray(a)[seed], stacked)
     meta = dict(meta, round=round_index)
     return params, meta, seed
-

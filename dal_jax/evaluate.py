@@ -239,6 +239,18 @@ def peak_mask(q, min_distance: int = MIN_DISTANCE, threshold: float = THRESHOLD)
     return eq & (q > jnp.float32(threshold)) & inner & ~trivial
 
 
+def _first_argmax(x):
+    """``argmax`` over the last axis (first maximum) as two plain reductions.
+
+    XLA:CPU lowers ``argmax`` to a variadic (value, index) reduction that is ~30x slower than a
+    ``max``; a max followed by a min over the matching indices gives the same first index
+    (0 when the row is all -inf, like ``argmax``).
+    """
+    m = jnp.max(x, axis=-1, keepdims=True)
+    iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+    return jnp.min(jnp.where(x == m, iota, x.shape[-1]), axis=-1) % x.shape[-1]
+
+
 def _top_peaks(q, mask, top_n: int, min_distance: int):
     """Greedy ranking of peak candidates as ``ensure_spacing`` does.
 
@@ -251,8 +263,7 @@ def _top_peaks(q, mask, top_n: int, min_distance: int):
     cols_all = jnp.arange(h * w) % w
     rows, cols, valid = [], [], []
     for _ in range(top_n):
-        score = jnp.where(remaining, flat_q, -jnp.inf)
-        idx = jnp.argmax(score, axis=-1)  # first maximum = row-major tie order
+        idx = _first_argmax(jnp.where(remaining, flat_q, -jnp.inf))  # row-major tie order
         ok = jnp.take_along_axis(remaining, idx[..., None], axis=-1)[..., 0]
         r, c = idx // w, idx % w
         near = (jnp.abs(rows_all - r[..., None]) < min_distance) & (
@@ -303,28 +314,27 @@ def detect_grasps(q, angle, width, top_n: int = 1) -> Grasps:
     return _detect_grasps(jnp.asarray(q), jnp.asarray(angle), jnp.asarray(width), top_n=top_n)
 
 
-def _detect_top1_from_preds(preds):
-    """Top-1 grasp straight from network outputs [C, H, W, 4] without blurring the whole
-    angle and width maps (only the 17x17 / 9x9 windows at the peak): Grasps fields [C, 1]."""
-    preds = preds.astype(jnp.float32)
-    q = gaussian_blur(preds[..., 0], Q_SIGMA)
-    rows, cols, valid = _top_peaks(q, peak_mask(q), 1, MIN_DISTANCE)
-    r, c = rows[:, 0], cols[:, 0]
-    h, w = q.shape[-2:]
-    ang_rad = (len(_gauss_kernel(ANGLE_SIGMA)) - 1) // 2
+def _grasps_at(preds, rows, cols, valid):
+    """Top-1 `Grasps` [C, 1] at given peaks rows, cols [C, 1] of preds [C, H, W, 4].
 
-    def one(p, qi, ri, ci):
-        # The angle map is only needed in the window around the peak.
-        offs = jnp.arange(-ang_rad, ang_rad + 1)
+    The quality, angle and width maps are blurred only in the 17x17 window around each peak
+    (`_blur_at`: bit-identical to the full-map blur at that pixel).
+    """
+    h, w = preds.shape[-3:-1]
+    rad = (len(_gauss_kernel(max(Q_SIGMA, ANGLE_SIGMA, WIDTH_SIGMA))) - 1) // 2
+
+    def one(p, ri, ci):
+        # Clamped indices repeat the edge pixels, i.e. SciPy's 'nearest' padding.
+        offs = jnp.arange(-rad, rad + 1)
         rr = jnp.clip(ri + offs, 0, h - 1)
         cc = jnp.clip(ci + offs, 0, w - 1)
-        sub = p[rr[:, None], cc[None, :]]
-        ang = _blur_at(_angle_map(sub), ang_rad, ang_rad, ANGLE_SIGMA)
-        # Window clipping equals 'nearest' padding: clamped indices repeat the edge pixels.
-        wid = _blur_at(_width_map(p), ri, ci, WIDTH_SIGMA)
-        return ang, wid, qi[ri, ci]
+        sub = p[rr[:, None], cc[None, :]]  # [2 rad + 1, 2 rad + 1, 4]
+        ang = _blur_at(_angle_map(sub), rad, rad, ANGLE_SIGMA)
+        wid = _blur_at(_width_map(sub), rad, rad, WIDTH_SIGMA)
+        qual = _blur_at(sub[..., 0], rad, rad, Q_SIGMA)
+        return ang, wid, qual
 
-    ang, wid, qual = jax.vmap(one)(preds, q, r, c)
+    ang, wid, qual = jax.vmap(one)(preds, rows[:, 0], cols[:, 0])
     return Grasps(
         centre=jnp.stack([rows, cols], -1).astype(jnp.float32),
         angle=ang[:, None],
@@ -333,6 +343,95 @@ def _detect_top1_from_preds(preds):
         quality=qual[:, None],
         valid=valid,
     )
+
+
+def _detect_top1_from_preds(preds):
+    """Exact top-1 grasp from network outputs [C, H, W, 4] (float64 quality blur in SciPy's
+    order, then `peak_mask` / `_top_peaks`): Grasps fields [C, 1]."""
+    preds = preds.astype(jnp.float32)
+    q = gaussian_blur(preds[..., 0], Q_SIGMA)
+    rows, cols, valid = _top_peaks(q, peak_mask(q), 1, MIN_DISTANCE)
+    return _grasps_at(preds, rows, cols, valid)
+
+
+# Rigorous bound on |fast float32 blur - SciPy's blur| in units of 2^-24 * max|input| (see
+# `_top1_fast`; the worst case of the analysis is ~25).
+_BLUR_ERR_ULPS = 64.0
+
+
+def _top1_fast(preds):
+    """Top-1 peak from a float32 quality blur, with a certificate that it is the exact one.
+
+    Args:
+      preds: [C, H, W, 4] float32.
+    Returns:
+      rows, cols [C, 1] int32, valid [C, 1] bool (the peak of ``peak_local_max`` on the fast
+      blur) and ok [C] bool: True only if the exact (SciPy) blur provably has the same top-1
+      peak, or provably none.
+
+    Error bound. Each pass of the fast blur sums 9 pair-sum * weight products in float32; with
+    float32 weights (relative error 2^-24) that is at most ~12 roundings per term, so a pass is
+    within 12.1 u sum_k w_k |a_k| <= 12.1 u max|a| (u = 2^-24, weights >= 0 summing to 1) of the
+    exact real result, in any evaluation order or with FMA. SciPy's pass (float64 sum, stored
+    as float32) is within 1.01 u max|a| of it. Errors of pass 1 (<= 13.2 u A, A = max|input|)
+    go through pass 2 with gain sum_k w_k = 1, so |q_fast - q_exact| <= ~27 u A < e := 64 u A
+    (+ 2^-100 for flushed denormals).
+
+    Certificate. Write q~ for the fast blur, q for the exact one, mx for 41x41 maximum filters.
+    An exact candidate c (q[c] = mx[c]) has q~[c] >= mx~[c] - 2e ("possible"). If the fast peak
+    g exists, (1) every other pixel s of its window has q~[s] < q~[g] - 2e, so q[g] = mx[g] and
+    the map is not constant; (2) q~[g] - e > 0.2, so q[g] > 0.2; (3) g is the only possible
+    candidate in the inner region with q~ >= q~[g] - 2e, so no exact candidate c != g has
+    q[c] >= q[g]. Then g is the exact top-1 peak. If there is no fast peak, no possible
+    candidate has q~ >= 0.2 - e, so there is no exact peak either. All tests are written as
+    ``float32(a - b) <= bound`` (rounding is monotone, so they only err on the safe side);
+    anything else (near-ties, plateaus, values near 0.2, non-finite inputs) is not ok.
+    """
+    x = preds[..., 0].astype(jnp.float32)
+    wts = _gauss_kernel(Q_SIGMA).astype(np.float32)
+    q = _correlate_axis(_correlate_axis(x, wts, 1), wts, 2)  # [C, H, W]
+    c_, h, w = q.shape
+    d = MIN_DISTANCE
+    mx = _max_filter_axis(_max_filter_axis(q, 1, d), 2, d)
+    rows_i = jnp.arange(h)[:, None]
+    cols_i = jnp.arange(w)[None, :]
+    inner = (rows_i >= d) & (rows_i < h - d) & (cols_i >= d) & (cols_i < w - d)
+    thr = jnp.float32(THRESHOLD)
+    eq = q == mx
+    trivial = jnp.all(eq, axis=(-2, -1), keepdims=True)
+    cand = eq & (q > thr) & inner & ~trivial
+    flat = jnp.where(cand, q, -jnp.inf).reshape((c_, h * w))
+    idx = _first_argmax(flat)
+    valid = jnp.any(cand, axis=(-2, -1))
+    top = jnp.take_along_axis(flat, idx[:, None], axis=-1)  # [C, 1]
+    r, c = idx // w, idx % w
+
+    amax = jnp.max(jnp.abs(x), axis=(-2, -1))
+    e = (jnp.float32(_BLUR_ERR_ULPS * 2.0**-24) * amax + jnp.float32(2.0**-100))[:, None, None]
+    e2 = 2 * e
+    top3 = top[:, :, None]
+    possible = inner & (mx - q <= e2)
+    close = jnp.where(valid[:, None, None], top3 - q <= e2, thr - q <= e)
+    n_close = jnp.sum(possible & close, axis=(-2, -1))
+    # Second largest value of the peak's window (the window clipped to the image).
+    qp = jnp.pad(q, ((0, 0), (d, d), (d, d)), constant_values=-jnp.inf)
+    win = jax.vmap(lambda a, i, j: jax.lax.dynamic_slice(a, (i, j), (2 * d + 1, 2 * d + 1)))(
+        qp, r, c
+    )
+    centre = (jnp.arange(2 * d + 1)[:, None] == d) & (jnp.arange(2 * d + 1)[None, :] == d)
+    second = jnp.max(jnp.where(centre, -jnp.inf, win), axis=(-2, -1))
+    strict = top[:, 0] - second > e2[:, 0, 0]
+    above = top[:, 0] - thr > e[:, 0, 0]
+    ok = jnp.where(valid, (n_close == 1) & strict & above, n_close == 0)
+    ok &= jnp.isfinite(e[:, 0, 0])
+    return r[:, None].astype(jnp.int32), c[:, None].astype(jnp.int32), valid[:, None], ok
+
+
+def _detect_top1_fast(preds):
+    """`_top1_fast` + `_grasps_at`: (Grasps fields [C, 1], ok [C])."""
+    preds = preds.astype(jnp.float32)
+    rows, cols, valid, ok = _top1_fast(preds)
+    return _grasps_at(preds, rows, cols, valid), ok
 
 
 # ----------------------------------------------------------------------------- rasterising
@@ -537,18 +636,32 @@ def grasp_success(grasps: Grasps, gt_rects, gt_mask, image_size: int = 300, canv
 
 @functools.partial(jax.jit, static_argnames=("n_rows", "chunk"))
 def _accuracy(preds, gt_rects, gt_mask, n_rows, chunk):
+    """`accuracy` plus the number of images whose peak was recomputed exactly."""
     s, n, h, w, _ = preds.shape
     flat = preds.reshape((s * n, h, w, 4))
     total = s * n
     n_chunks = -(-total // chunk)
-    flat = jnp.pad(flat, ((0, n_chunks * chunk - total), (0, 0), (0, 0), (0, 0)))
+    padded = n_chunks * chunk
+    flat = jnp.pad(flat, ((0, padded - total), (0, 0), (0, 0), (0, 0)))
     # lax.map over small chunks bounds memory and keeps each chunk's maps in cache; the
     # detection code is batched over the chunk axis itself (faster than lax.map's batch_size).
-    g = jax.lax.map(_detect_top1_from_preds, flat.reshape((n_chunks, chunk, h, w, 4)))
-    g = jax.tree.map(lambda a: a.reshape((n_chunks * chunk,) + a.shape[2:])[:total], g)
-    g = Grasps(*(f.reshape((s, n) + f.shape[1:]) for f in g))
+    g, ok = jax.lax.map(_detect_top1_fast, flat.reshape((n_chunks, chunk, h, w, 4)))
+    g = jax.tree.map(lambda a: a.reshape((padded,) + a.shape[2:]), g)
+    # Images without a certificate are redone with the exact float64 blur, `chunk` at a time
+    # (the index list is padded with image 0, whose exact result is correct too).
+    fail = ~ok.reshape(padded) & (jnp.arange(padded) < total)
+    n_fail = jnp.sum(fail)
+    order = jnp.nonzero(fail, size=padded, fill_value=0)[0]
+
+    def redo(k, g):
+        ids = jax.lax.dynamic_slice(order, (k * chunk,), (chunk,))
+        exact = _detect_top1_from_preds(flat[ids])
+        return jax.tree.map(lambda a, b: a.at[ids].set(b), g, exact)
+
+    g = jax.lax.fori_loop(0, (n_fail + chunk - 1) // chunk, redo, g)
+    g = Grasps(*(f[:total].reshape((s, n) + f.shape[1:]) for f in g))
     success = _grasp_success(g, gt_rects, gt_mask, n_rows=n_rows)
-    return jnp.mean(success.astype(jnp.float32), axis=-1), success
+    return jnp.mean(success.astype(jnp.float32), axis=-1), success, n_fail
 
 
 @_x64
@@ -565,13 +678,14 @@ def accuracy(preds, gt_rects, gt_mask, canvas_rows=None, chunk: int = 6):
       acc [S] float32 (fraction of images with a correct top-1 grasp), success [S, N] bool.
     """
     preds = jnp.asarray(preds, jnp.float32)
-    return _accuracy(
+    acc, success, _ = _accuracy(
         preds,
         jnp.asarray(gt_rects),
         jnp.asarray(gt_mask, bool),
         n_rows=_default_rows(canvas_rows, preds.shape[-3]),
         chunk=int(chunk),
     )
+    return acc, success
 
 
 @_x64

@@ -120,11 +120,14 @@ def test_roi_resized_maps_back_to_frame(det):
 
 
 def test_top_k_two_objects(det):
-    d = scene(box=(90, 120, 120, 150), holes=False)
-    d[130:160, 175:205] = 0.65  # a second, taller object: the best grasp
+    # Two objects 40 px apart inside the centre crop (rows 72:168, cols 112:208).
+    a, b = (104, 120, 132, 148), (104, 120, 172, 188)
+    d = scene(box=a, holes=False)
+    d[b[0] : b[1], b[2] : b[3]] = 0.65  # taller: the best grasp
     gs = det.detect(d, top_k=2)
     assert len(gs) == 2 and gs[0].quality >= gs[1].quality
-    assert on_box(gs[0], (130, 160, 175, 205)) and on_box(gs[1], (90, 120, 120, 150))
+    assert on_box(gs[0], b) and on_box(gs[1], a), gs
+    assert len(det.detect(d, top_k=1)) == 1
 
 
 def test_intrinsics_position_and_metres(det):

@@ -117,7 +117,7 @@ def test_converted_pytorch_weights_give_pytorch_outputs(tmp_path):
 
     from dal_jax import checkpoint
 
-    params, meta, seed = checkpoint.load_ggcnn(out_dir)
+    params, meta, _ = checkpoint.load_ggcnn(out_dir)
     x = np.random.default_rng(0).normal(size=(1, 300, 300, 1)).astype(np.float32)
     with torch.no_grad():
         ref = torch.cat(net(torch.from_numpy(x.transpose(0, 3, 1, 2))), dim=1).numpy()

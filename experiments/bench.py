@@ -1,0 +1,182 @@
+"""Speed benchmarks: JSON lines on stdout, ratios against the PyTorch peer measured in the same run.
+
+    python -m experiments.bench                 # training and single-image forward, JAX only
+    python -m experiments.bench --peer          # plus the PyTorch peer and the ratios
+    python -m experiments.bench --only=train --seeds=1,10 --size=300
+    python -m experiments.bench --only=evaluate,select,detect
+
+Timings are the median of repeated runs after compilation (compile time is reported
+separately). The machine is shared and noisy: compare ratios from one run, not absolute figures
+across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+BENCHES = ("train", "infer", "evaluate", "select", "detect")
+PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peer" / "torch_ggcnn.py"
+
+_ONLY = flags.DEFINE_list("only", ["train", "infer"], f"Benchmarks to run, from {BENCHES}.")
+_PEER = flags.DEFINE_bool("peer", False, "Also run the PyTorch peer and print the ratios.")
+_SEEDS = flags.DEFINE_list("seeds", ["1", "10"], "Seed counts for the training benchmark.")
+_SIZE = flags.DEFINE_integer("size", 300, "Image size (a multiple of 12).")
+_BATCH = flags.DEFINE_integer("batch", 8, "Batch size per seed.")
+_STEPS = flags.DEFINE_integer("steps", 4, "Timed training steps per repeat.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the median is reported).")
+_FORM = flags.DEFINE_enum("seed_form", "auto", ["auto", "vmap", "unrolled"], "Seed batching form.")
+
+
+def emit(record: dict) -> dict:
+    print(json.dumps(record), flush=True)
+    return record
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def bench_train(seeds: int, size: int, batch: int, steps: int, repeats: int, form: str) -> dict:
+    """Images per second of plain GG-CNN training (Adam, batch per seed) for S seeds."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dal_jax import models, train
+
+    cfg = train.TrainConfig(use_disc=False, batch_size=batch, chunk_steps=steps, seed_form=form)
+    trainer = train.Trainer(cfg)
+    rng = np.random.default_rng(0)
+    n = 4 * batch
+    inputs = jnp.asarray(rng.normal(size=(n, size, size, 1)).astype(np.float32))
+    targets = jnp.asarray(rng.uniform(size=(n, size, size, 4)).astype(np.float32))
+    masks = jnp.ones((seeds, n), bool)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    states = trainer.init_states(keys, (size, size, 1))
+    hp = {"alpha": jnp.zeros(seeds), "num_steps": jnp.full(seeds, 1000.0)}
+    t = time.perf_counter()
+    states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    params = models.count_params(jax.tree.map(lambda a: a[0], states.params["ggcnn"]))
+    return {
+        "bench": "train",
+        "impl": "jax",
+        "size": size,
+        "batch": batch,
+        "seeds": seeds,
+        "seed_form": cfg.resolved_seed_form(),
+        "params": params,
+        "img_per_s": seeds * batch * steps / _median(times),
+        "compile_s": round(compile_s, 2),
+    }
+
+
+def bench_infer(size: int, repeats: int = 50) -> dict:
+    """Milliseconds of one single-image GG-CNN forward pass (jitted)."""
+    import jax
+    import numpy as np
+
+    from dal_jax import models
+
+    model = models.GGCNN()
+    x = np.random.default_rng(0).normal(size=(1, size, size, 1)).astype(np.float32)
+    params = model.init(jax.random.key(0), x)["params"]
+    fwd = jax.jit(lambda p, x: model.apply({"params": p}, x)[0])
+    jax.block_until_ready(fwd(params, x))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fwd(params, x))
+        times.append(time.perf_counter() - t)
+    return {"bench": "infer", "impl": "jax", "size": size, "ms": 1000 * _median(times)}
+
+
+def bench_peer(size: int, batch: int, steps: int) -> dict | None:
+    """Runs ../shared/peer/torch_ggcnn.py in a subprocess (2 threads); None without torch."""
+    if not PEER.exists():
+        emit({"bench": "peer", "skipped": f"{PEER} not found"})
+        return None
+    cmd = [sys.executable, str(PEER), "--size", str(size), "--batch", str(batch)]
+    cmd += ["--steps", str(steps), "--threads", str(os.cpu_count() or 2)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        emit({"bench": "peer", "skipped": out.stderr.strip().splitlines()[-1:]})
+        return None
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"bench": "peer", "impl": "torch", **rec}
+
+
+def main(argv):
+    del argv
+    only = set(_ONLY.value)
+    unknown = only - set(BENCHES)
+    if unknown:
+        raise app.UsageError(f"unknown benchmark(s) {sorted(unknown)}; valid: {BENCHES}")
+    size, batch = _SIZE.value, _BATCH.value
+    results = {}
+    if "train" in only:
+        for s in [int(v) for v in _SEEDS.value]:
+            results[("train", s)] = emit(
+                bench_train(s, size, batch, _STEPS.value, _REPEATS.value, _FORM.value)
+            )
+    if "infer" in only:
+        results["infer"] = emit(bench_infer(size))
+    if "evaluate" in only:
+        from experiments.bench_evaluate import bench_evaluate
+
+        emit(bench_evaluate())
+    if "select" in only:
+        from experiments.bench_strategies import bench_strategies
+
+        for rec in bench_strategies():
+            emit(rec)
+    if "detect" in only:
+        from experiments.bench_inference import bench_inference
+
+        for rec in bench_inference():
+            emit(rec)
+    _summarise(results, size, batch)
+
+
+def _summarise(results, size, batch):
+    trains = {k[1]: v for k, v in results.items() if isinstance(k, tuple)}
+    if len(trains) > 1:
+        base = min(trains)
+        for s, rec in trains.items():
+            if s != base:
+                emit(
+                    {
+                        "ratio": "seed_batching",
+                        "seeds": s,
+                        "per_image_vs_seeds_1": rec["img_per_s"] / trains[base]["img_per_s"],
+                    }
+                )
+    if not _PEER.value:
+        return
+    peer = bench_peer(size, batch, max(3, _STEPS.value))
+    if peer is None:
+        return
+    emit(peer)
+    if 1 in trains:
+        emit({"ratio": "train_vs_torch", "x": trains[1]["img_per_s"] / peer["train_img_per_s"]})
+    if "infer" in results:
+        emit({"ratio": "infer_time_vs_torch", "x": results["infer"]["ms"] / peer["infer_ms"]})
+
+
+if __name__ == "__main__":
+    app.run(main)
