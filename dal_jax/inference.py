@@ -296,8 +296,10 @@ class GraspDetector:
     def warmup(self, top_k: int = 1):
         """Compiles the program for ``top_k`` (shapes never change afterwards)."""
         n = self.image_size
-        out = _run(self.params, jnp.zeros((n, n, self.in_channels), jnp.float32), top_k)
-        jax.block_until_ready(out)
+        # Same argument kinds as `analyse` (host array, explicit keywords), or jit would
+        # trace a second program on the first real frame.
+        x = np.zeros((n, n, self.in_channels), np.float32)
+        jax.block_until_ready(_run(self.params, x, top_k=top_k, with_maps=False))
 
     # ------------------------------------------------------------------------- frames
     def _region(self, shape, roi) -> tuple[int, int, int]:
@@ -370,7 +372,7 @@ class GraspDetector:
         if x is None:
             timings = {"preprocess": (t1 - t0) * 1e3, "network": 0.0, "total": (t1 - t0) * 1e3}
             return Detection([], "no valid depth", roi, timings)
-        out = jax.device_get(_run(self.params, x, top_k, with_maps=maps))
+        out = jax.device_get(_run(self.params, x, top_k=top_k, with_maps=maps))
         t2 = time.perf_counter()
         rows, cols, angle, opening, quality, valid = out[:6]
         top, left, size = roi
@@ -547,7 +549,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         det_ = GraspDetector.from_checkpoint(
-            args.checkpoint, seed=args.seed, round_index=args.round, intrinsics=args.intrinsics
+            args.checkpoint,
+            seed=args.seed,
+            round_index=args.round,
+            intrinsics=args.intrinsics,
+            warmup=False,  # one frame: compile only the variant it needs
         )
         depth = read_depth(args.depth)
         rgb = preprocess.read_rgb(args.rgb) if args.rgb else None

@@ -1,4 +1,5 @@
-"""Figures: the best grasp and the output maps of one image (like the paper's Fig. 9)."""
+"""Figures: the best grasp and the output maps of one image (like the paper's Fig. 9), and
+active-learning curves (like the paper's Figs. 6-8)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,32 @@ def plot_grasp_figure(path, depth, preds, gt_rects, gt_mask=None, rgb=None, dpi:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return round(PANEL_WIDTH_IN * len(panels) * dpi), round(FIG_HEIGHT_IN * dpi)
+
+
+def curve_stats(results: dict):
+    """results.json dict -> (labelled counts [K], mean accuracy [K], std [K]) in percent."""
+    rounds = results["rounds"]
+    x = np.array([r["labeled"] for r in rounds], float)
+    acc = [100 * np.asarray(r["accuracy"], float) for r in rounds]
+    return x, np.array([a.mean() for a in acc]), np.array([a.std() for a in acc])
+
+
+def plot_curves(path, runs: dict, title: str | None = None):
+    """Accuracy vs labelled images, mean and a +-1 std band per curve.
+
+    runs: label -> results.json dict. Writes a PNG to ``path``.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
+    for label, res in runs.items():
+        x, mean, std = curve_stats(res)
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    first = next(iter(runs.values()), {})
+    ax.set_xlabel("labelled images")
+    ax.set_ylabel("rectangle-metric accuracy (%)")
+    ax.set_title(title or f"{first.get('dataset', '')}, {first.get('seeds', '?')} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

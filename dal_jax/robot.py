@@ -9,7 +9,8 @@ to a *sink* as one JSON object:
      "error: ...", "grasps": [Grasp.to_dict(), ...], "detect_ms": ..., "latency_ms": ...}
 
 ``detect_ms`` is the detector's own time, ``latency_ms`` the time from the frame's arrival in the
-slot to the result being handed to the sink. At the end the loop prints median / p90 / max of
+slot to the result being handed to the sink (for an unpaced replay, from when the detector took
+it). At the end the loop prints median / p90 / max of
 both and the dropped count (to stderr, so stdout stays pure JSON lines).
 
 Sources: `FolderSource` (depth files in name order: .tiff/.tif metres, 16-bit .png millimetres,
@@ -445,6 +446,10 @@ def run(
                     break
                 continue
             t0 = time.perf_counter()
+            if not paced:
+                # A lossless replay offers the next frame as soon as the slot frees, so it
+                # would "wait" one whole detection; its frames arrive when the detector asks.
+                frame.arrived = t0
             try:
                 det = detector.analyse(frame.depth, frame.rgb, roi, top_k, intrinsics)
                 status, grasps = det.status, [g.to_dict() for g in det.grasps]

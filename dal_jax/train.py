@@ -193,7 +193,7 @@ class Trainer:
     rounds and tests.
     """
 
-    def __init__(self, config: TrainConfig, plugins: tuple[Plugin, ...] = ()):
+    def __init__(self, config: TrainConfig, plugins: tuple[Plugin, ...] = (), mesh=None):
         plugins = tuple(plugins)
         if config.use_disc and not any(p.name == "disc" for p in plugins):
             plugins = (
@@ -201,6 +201,7 @@ class Trainer:
             ) + plugins
         self.config = config
         self.plugins = plugins
+        self.mesh = mesh  # a `distributed.runs_mesh`: runs sharded over its devices
         self.model = models.GGCNN(fast=config.fast_layers)
         self.needs_unlabelled = any(p.needs_unlabelled for p in plugins)
         # Networks updated by the joint step; others train only in their extra_update.
@@ -309,12 +310,37 @@ class Trainer:
         """
         fn = self._chunk.get(num_steps)
         if fn is None:
-            fn = jax.jit(
-                functools.partial(self._steps_all_seeds, num_steps=num_steps),
-                donate_argnums=(0,),
-            )
+            fn = functools.partial(self._steps_all_seeds, num_steps=num_steps)
+            if self.mesh is not None:
+                fn = self._sharded(fn)
+            fn = jax.jit(fn, donate_argnums=(0,))
             self._chunk[num_steps] = fn
-        return fn(states, inputs, targets, masks, hparams, keys)
+        if self.mesh is None:
+            return fn(states, inputs, targets, masks, hparams, keys)
+        from dal_jax import distributed
+
+        runs = distributed.put((states, masks, hparams, jax.random.key_data(keys)), self.mesh, True)
+        shared = distributed.put((inputs, targets), self.mesh, False)
+        return fn(runs[0], *shared, *runs[1:])
+
+    def _sharded(self, fn):
+        """fn over all runs -> the same function with each device running its block of runs
+        (key data in, since typed keys are wrapped per device)."""
+        from jax.sharding import PartitionSpec as P
+
+        from dal_jax import distributed
+
+        def block(states, inputs, targets, masks, hparams, key_data):
+            keys = jax.random.wrap_key_data(key_data)
+            return fn(states, inputs, targets, masks, hparams, keys)
+
+        runs, shared = P(distributed.AXIS), P()
+        return jax.shard_map(
+            block,
+            mesh=self.mesh,
+            in_specs=(runs, shared, shared, runs, runs, runs),
+            out_specs=runs,
+        )
 
     def train(self, states, inputs, targets, masks, hparams, keys, num_steps: int, on_chunk=None):
         """Runs ``num_steps`` steps in chunks of ``config.chunk_steps``; between chunks the

@@ -8,6 +8,7 @@ planted, seed 0 random) serves the module; the real Cornell test uses a 300 px o
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 
 from dal_jax import checkpoint, evaluate, inference, models, train
-from tests.conftest import REPO
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 96
 BOX = (100, 140, 150, 190)  # rows r0:r1, cols c0:c1 of the object in the synthetic frame
 
@@ -254,7 +255,7 @@ def test_cornell_real_frames_end_to_end(shared_data, tmp_path, capsys):
         for g in out["grasps"]:
             r, c = g["centre"]
             assert 90 + 20 <= r < 390 - 20 and 170 + 20 <= c < 470 - 20  # peak border rule
-            assert depth[round(r), round(c)] < np.median(crop)  # closer than the table
+            assert depth[round(r), round(c)] < np.median(crop)  # planted: closer than the median
             assert g["position"][2] == pytest.approx(depth[round(r), round(c)], rel=0.05)
             assert math.isfinite(g["opening_m"]) and g["opening_m"] > 0
         if i == 0:
@@ -262,3 +263,12 @@ def test_cornell_real_frames_end_to_end(shared_data, tmp_path, capsys):
 
             with Image.open(png) as im:
                 assert im.size[0] > 3 * im.size[1]  # frame + 3 map panels side by side
+
+
+def test_warmup_compiles_what_detect_runs():
+    # After construction (warm-up) the first frame must not trace a new program: the robot's
+    # first grasp would otherwise take seconds.
+    d48 = inference.GraspDetector(planted_params(48), 48)
+    before = inference._run._cache_size()
+    d48.detect(scene())
+    assert inference._run._cache_size() == before

@@ -100,7 +100,7 @@ def test_paced_source_drops_instead_of_queueing(tmp_path):
     assert stats.frames_in == n and stats.processed + stats.dropped == n
     assert stats.dropped >= n // 2 and stats.processed < n // 2
     assert slow.seen == sorted(slow.seen) and slow.seen[-1] == n  # newest wins, in order
-    assert max(stats.latency_ms) < 150  # no backlog
+    assert max(stats.latency_ms) < 300  # no backlog (a queue would reach ~1.5 s)
     stamps = [json.loads(line)["stamp"] for line in buf.getvalue().splitlines()]
     assert stamps == sorted(stamps) and len(stamps) == stats.processed
 
@@ -141,7 +141,8 @@ def test_tcp_sink_loopback(det, tmp_path):
     t = threading.Thread(target=serve)
     t.start()
     np.savez(tmp_path / "seq.npz", depth=np.stack([scene(), scene()]))
-    sink = robot.make_sink(f"tcp:127.0.0.1:{server.getsockname()[1]}")
+    port = server.getsockname()[1]
+    sink = robot.make_sink(f"tcp:127.0.0.1:{port}")
     robot.run(det, robot.make_source(f"npz:{tmp_path / 'seq.npz'}"), sink)
     sink.close()
     t.join(5.0)
@@ -149,7 +150,7 @@ def test_tcp_sink_loopback(det, tmp_path):
     assert [r["frame"] for r in received] == [0, 1]
     assert all(r["status"] == "ok" for r in received)
     with pytest.raises(ConnectionError, match="127.0.0.1"):
-        robot.TcpSink("127.0.0.1", server.getsockname()[1], timeout=1.0)
+        robot.TcpSink("127.0.0.1", port, timeout=1.0)  # nothing listens any more
 
 
 def test_ros_missing_is_a_clear_error(monkeypatch):

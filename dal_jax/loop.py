@@ -1,0 +1,446 @@
+"""Algorithm 1 of the paper: rounds of train -> test -> select -> annotate, all runs batched.
+
+A *run* is one (alpha, seed) pair; R = len(alphas) * seeds runs advance together in one
+compiled program (alpha-major order: run r has alpha index r // S and seed index r % S).
+Every run's randomness derives from ``config.seed + seed index`` and the round number only, so
+
+* the initial labelled pool of a seed is the same for every strategy and alpha (comparable
+  curves), and
+* an interrupted run resumed from its last checkpoint ends with the same numbers as an
+  uninterrupted one.
+
+Round r (0-based) trains on the labelled set, evaluates on the test split, and (unless it is
+the last round or the expected accuracy is reached) selects ``budget`` new examples per run,
+which the oracle labels before round r + 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dal_jax import checkpoint, data, distributed, evaluate, protocols, strategies, train
+
+log = logging.getLogger("dal_jax")
+ORACLES = ("gt", "human")
+# Config fields that may differ between a run and its resumption.
+RESUMABLE_FIELDS = (
+    "rounds",
+    "expected_accuracy",
+    "chunk_steps",
+    "annotate_host",
+    "annotate_port",
+    "shard",
+    "seed_form",
+)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def parse_alphas(alpha) -> list[float]:
+    """'0,0.05,0.1' / 0.1 / [0.1, 0.5] -> list of floats."""
+    if isinstance(alpha, str):
+        vals = [float(a) for a in alpha.split(",") if a.strip()]
+    elif isinstance(alpha, (int, float)):
+        vals = [float(alpha)]
+    else:
+        vals = [float(a) for a in alpha]
+    if not vals or any(not np.isfinite(a) or a < 0 for a in vals):
+        raise ValueError(f"alpha must be one or more finite values >= 0; got {alpha!r}")
+    return vals
+
+
+def resolve_dataset(name: str, data_dir=None) -> str:
+    """CLI dataset name -> TFDS builder name; 'auto' is Cornell when prepared, else synthetic."""
+    if name not in protocols.DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(protocols.DATASETS)}")
+    if name != "auto":
+        return protocols.BUILDER_NAMES.get(name, name)
+    if data.is_prepared("cornell", data_dir):
+        log.info("dataset=auto: using the prepared Cornell dataset")
+        print("dataset=auto: using Cornell (prepared in the TFDS data dir).", flush=True)
+        return "cornell"
+    print(
+        "dataset=auto: Cornell is not prepared, so this runs on the built-in synthetic grasp "
+        "set. To use Cornell: python -m datasets.prepare --dataset=cornell --manual_dir=DIR "
+        "(see BUILD.md).",
+        flush=True,
+    )
+    return "synthetic_grasps"
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Validates names and fills fields left as None from the dataset's protocol.
+
+    Returns a new, locked config with ``dataset`` set to the TFDS builder name.
+    """
+    c = ml_collections.ConfigDict(config.to_dict())
+    if c.strategy not in strategies.NAMES:
+        raise ValueError(f"unknown strategy {c.strategy!r}; valid: {', '.join(strategies.NAMES)}")
+    if c.oracle not in ORACLES:
+        raise ValueError(f"unknown oracle {c.oracle!r}; valid: {', '.join(ORACLES)}")
+    c.dataset = resolve_dataset(c.dataset, c.data_dir)
+    for field, value in protocols.PROTOCOLS[c.dataset].items():
+        if c.get(field) is None:
+            c[field] = value
+    c.alpha = ",".join(str(a) for a in parse_alphas(c.alpha))
+    if c.seeds < 1 or c.rounds < 1 or c.budget < 1 or c.steps_per_round < 1:
+        raise ValueError("seeds, rounds, budget and steps_per_round must all be >= 1")
+    if c.image_size % 12:
+        raise ValueError(f"image_size must be a multiple of 12; got {c.image_size}")
+    if c.oracle == "human" and c.seeds * len(parse_alphas(c.alpha)) != 1:
+        raise ValueError("--oracle=human labels for one run: use --seeds=1 and a single alpha")
+    c.lock()
+    return c
+
+
+def load_data(c) -> data.Dataset:
+    """The dataset a resolved config names, at ``c.image_size``."""
+    import tensorflow_datasets as tfds
+
+    tfds.display_progress_bar(False)  # the loop has its own progress bar
+    kwargs = dict(c.dataset_kwargs)
+    if c.dataset == "synthetic_grasps":
+        kwargs = dict(c.synthetic)
+    size = None if kwargs.get("crop_size") == c.image_size else c.image_size
+    ds = data.load_dataset(
+        c.dataset, c.data_dir, size=size, channels=c.channels, config=c.dataset_config, **kwargs
+    )
+    if len(ds.pool) == 0 or len(ds.test) == 0:
+        raise ValueError(f"{c.dataset}: empty pool ({len(ds.pool)}) or test split ({len(ds.test)})")
+    if ds.pool.inputs.shape[1] != c.image_size:
+        raise ValueError(f"{c.dataset} loaded at {ds.pool.inputs.shape[1]} px, not {c.image_size}")
+    return ds
+
+
+def train_config(c, uses_disc: bool) -> train.TrainConfig:
+    return train.TrainConfig(
+        in_channels=4 if c.channels == "rgbd" else 1,
+        batch_size=c.batch_size,
+        lr=c.lr,
+        disc_lr=c.disc_lr,
+        disc_momentum=c.disc_momentum,
+        disc_hidden=tuple(c.disc_hidden),
+        use_disc=uses_disc,
+        seed_form=c.seed_form,
+        chunk_steps=c.chunk_steps,
+    )
+
+
+# ----------------------------------------------------------------------------- randomness
+
+
+def seed_key(c, seed_index: int):
+    return jax.random.key(c.seed + seed_index)
+
+
+def run_keys(c, num_alphas: int, purpose: int, round_index: int):
+    """[R] keys for one purpose (0 init, 1 train, 2 select) of one round; a seed's key does not
+    depend on the alpha or strategy."""
+    keys = [
+        jax.random.fold_in(jax.random.fold_in(seed_key(c, s), purpose), round_index)
+        for _ in range(num_alphas)
+        for s in range(c.seeds)
+    ]
+    return jnp.stack(keys)
+
+
+def initial_masks(c, ds: data.Dataset, num_alphas: int) -> np.ndarray:
+    """[R, N] bool: the dataset's recorded initial set (Jacquard) or ``c.initial`` random pool
+    examples per seed (the same for every strategy and alpha)."""
+    n = len(ds.pool)
+    masks = np.zeros((c.seeds, n), bool)
+    for s in range(c.seeds):
+        if ds.initial is not None and c.initial is None:
+            masks[s, ds.initial] = True
+            continue
+        count = c.initial if c.initial is not None else protocols.PROTOCOLS[c.dataset]["initial"]
+        if not 0 < count <= n:
+            raise ValueError(f"initial labelled count {count} must be in 1..{n} (pool size)")
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(seed_key(c, s))))
+        masks[s, rng.choice(n, count, replace=False)] = True
+    return np.tile(masks, (num_alphas, 1))
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What a finished round leaves for the next: masks [R, N], the per-round records, human
+    labels by pool index, and the networks (TrainState [R, ...])."""
+
+    round: int
+    masks: np.ndarray
+    history: list
+    human_labels: dict
+    states: train.TrainState | None
+
+
+def config_diff(saved: dict, current: dict) -> list[str]:
+    keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
+    return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+def try_resume(workdir: pathlib.Path, c, template: train.TrainState) -> LoopState | None:
+    """The state after the last finished round in ``workdir``, or None for a fresh start.
+
+    Raises ValueError naming the fields when the saved config differs from ``c``.
+    """
+    if not checkpoint.rounds(workdir):
+        return None
+    _, meta = checkpoint.restore_meta(workdir)
+    diff = config_diff(meta["config"], c.to_dict())
+    if diff:
+        detail = ", ".join(f"{k}: {meta['config'].get(k)!r} -> {c.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"{workdir} holds a run with a different config ({detail}); refusing to resume. "
+            "Use another --workdir, or the same settings."
+        )
+    masks_t = {"masks": np.zeros((template.step.shape[0], meta["num_pool"]), bool)}
+    rnd, states, arrays, meta = checkpoint.restore(workdir, state=template, arrays=masks_t)
+    labels = {int(k): np.asarray(v, np.float64) for k, v in meta["human_labels"].items()}
+    return LoopState(rnd, np.asarray(arrays["masks"]), meta["history"], labels, states)
+
+
+def save_round(workdir, c, ls: LoopState, ds: data.Dataset):
+    meta = {
+        "config": c.to_dict(),
+        "strategy": c.strategy,
+        "dataset": c.dataset,
+        "round": ls.round,
+        "history": ls.history,
+        "accuracy": ls.history[-1]["accuracy_all"],
+        "human_labels": {str(k): v.tolist() for k, v in ls.human_labels.items()},
+        "num_pool": len(ds.pool),
+        "image_size": c.image_size,
+        "in_channels": 4 if c.channels == "rgbd" else 1,
+        "alphas": parse_alphas(c.alpha),
+        "seeds": c.seeds,
+    }
+    checkpoint.save(workdir, ls.round, ls.states, {"masks": ls.masks}, meta)
+
+
+# ----------------------------------------------------------------------------- one round
+
+
+def evaluate_runs(trainer: train.Trainer, states, test: data.Pool) -> np.ndarray:
+    """Test accuracy of every run: -> [R] float."""
+    num_runs = states.step.shape[0]
+    preds = np.stack(
+        [
+            trainer.predict(jax.tree.map(lambda a, r=r: a[r], states.params["ggcnn"]), test.inputs)
+            for r in range(num_runs)
+        ]
+    )
+    acc, _ = evaluate.accuracy(preds, test.gt_rects, test.gt_mask)
+    return np.asarray(acc, np.float64)
+
+
+def annotate_human(workdir, c, ds, ls: LoopState, selected: np.ndarray, targets, on_url=None):
+    """Serves the annotation page for the selected examples and applies the labels.
+
+    selected [1, k]; on_url(url) is told where the page is (default: print it). Returns the
+    updated targets array.
+    """
+    from dal_jax import annotate
+
+    idx = [int(i) for i in selected[0]]
+    queue = pathlib.Path(workdir) / "annotate" / f"round_{ls.round + 1:03d}"
+    ids = [str(ds.pool.ids[i]) for i in idx]
+    rgb = None if ds.pool.rgb is None else ds.pool.rgb[idx]
+    depth = ds.pool.depth[idx] if ds.pool.depth is not None else ds.pool.inputs[idx, ..., 0]
+    annotate.write_queue(queue, ids, rgb, depth, ls.round + 1)
+    on_url = on_url or (lambda u: print(f"round {ls.round + 1}: annotate at {u}", flush=True))
+    labels = annotate.annotate_queue(queue, c.annotate_host, c.annotate_port, on_url=on_url)
+    for i, sid in zip(idx, ids):
+        ls.human_labels[i] = np.asarray(labels.get(sid, np.zeros((0, 4, 2))), np.float64)
+    return apply_human_labels(targets, ls.human_labels, c.image_size)
+
+
+def apply_human_labels(targets, labels: dict, size: int):
+    for i, rects in labels.items():
+        targets = targets.at[i].set(data.make_targets(rects, None, (size, size)))
+    return targets
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
+    """Runs (or resumes) the active-learning experiment; returns the results dict of the
+    first alpha (every alpha's results are written under ``workdir``).
+
+    ``on_annotate_url(url)``: with ``oracle='human'``, called with the annotation page's URL
+    each round (default: printed).
+    """
+    c = resolve(config)
+    workdir = pathlib.Path(workdir).expanduser().resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    _log_to(workdir / "log.txt")
+    alphas = parse_alphas(c.alpha)
+    strategy = strategies.get(c.strategy, **c.strategy_config.to_dict())
+    tcfg = train_config(c, strategy.uses_disc)
+    num_runs = len(alphas) * c.seeds
+    mesh = distributed.runs_mesh(num_runs) if c.shard else None
+    trainer = train.Trainer(tcfg, strategy.plugins(tcfg), mesh=mesh)
+    ds = load_data(c)
+    shape = ds.pool.inputs.shape[1:]
+    log.info("run: %s, %d pool / %d test, %d runs", c.dataset, len(ds.pool), len(ds.test), num_runs)
+    template = trainer.init_states(run_keys(c, len(alphas), 0, 0), shape)
+    ls = try_resume(workdir, c, template)
+    if ls is None:
+        ls = LoopState(-1, initial_masks(c, ds, len(alphas)), [], {}, None)
+    else:
+        print(f"resuming {workdir} after round {ls.round}", flush=True)
+    inputs = jnp.asarray(ds.pool.inputs)
+    targets = apply_human_labels(jnp.asarray(ds.pool.targets), ls.human_labels, c.image_size)
+    hp = {"alpha": jnp.asarray(np.repeat(alphas, c.seeds), jnp.float32)}
+    bar = _progress(c, ls.round + 1, progress)
+    while not _finished(c, ls):
+        r = ls.round + 1
+        states = ls.states if (c.warm_start and ls.states is not None) else None
+        if states is None:
+            states = trainer.init_states(run_keys(c, len(alphas), 0, r), shape)
+        t0, base = time.time(), bar.n
+        states, _ = trainer.train(
+            states,
+            inputs,
+            targets,
+            jnp.asarray(ls.masks),
+            hp,
+            run_keys(c, len(alphas), 1, r),
+            c.steps_per_round,
+            on_chunk=lambda done, _m, base=base: bar.update(base + done - bar.n),
+        )
+        acc = evaluate_runs(trainer, states, ds.test)
+        record = {
+            "round": r,
+            "labeled": [int(n) for n in ls.masks.sum(axis=1)],
+            "accuracy_all": acc.tolist(),
+            "train_s": round(time.time() - t0, 2),
+            "selected": [],
+        }
+        ls = dataclasses.replace(ls, round=r, states=states)
+        if not _finished(c, dataclasses.replace(ls, history=[*ls.history, record])):
+            sel = np.asarray(
+                strategy.select(
+                    trainer,
+                    states,
+                    inputs,
+                    jnp.asarray(ls.masks),
+                    c.budget,
+                    run_keys(c, len(alphas), 2, r),
+                )
+            )
+            _check_selection(sel, ls.masks, c.budget)
+            record["selected"] = sel.tolist()
+            masks = ls.masks.copy()
+            np.put_along_axis(masks, sel, True, axis=1)
+            if c.oracle == "human":
+                targets = annotate_human(workdir, c, ds, ls, sel, targets, on_annotate_url)
+            ls = dataclasses.replace(ls, masks=masks)
+        ls.history.append(record)
+        save_round(workdir, c, ls, ds)
+        write_results(workdir, c, ls.history)
+        log.info("round %d: mean accuracy %.4f", r, float(acc.mean()))
+        bar.set_postfix_str(f"round {r} acc {acc.mean():.3f}")
+    bar.close()
+    return results_for_alpha(c, ls.history, 0)
+
+
+def _finished(c, ls: LoopState) -> bool:
+    """Algorithm 1's stop: K rounds done, or the mean accuracy reached e."""
+    if ls.round + 1 >= c.rounds:
+        return True
+    return bool(ls.history) and np.mean(ls.history[-1]["accuracy_all"]) >= c.expected_accuracy
+
+
+def _check_selection(sel, masks, k):
+    if sel.shape != (masks.shape[0], k):
+        raise RuntimeError(f"strategy returned shape {sel.shape}, expected {(masks.shape[0], k)}")
+    for r, row in enumerate(sel):
+        if len(set(row.tolist())) != k or masks[r, row].any():
+            raise RuntimeError(f"strategy selected repeated or labelled examples for run {r}")
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def results_for_alpha(c, history: list, a: int) -> dict:
+    """The results.json dict of alpha index ``a``."""
+    s = c.seeds
+    alphas = parse_alphas(c.alpha)
+    rounds = []
+    for rec in history:
+        sl = slice(a * s, (a + 1) * s)
+        rounds.append(
+            {
+                "round": rec["round"],
+                "labeled": rec["labeled"][sl][0] if s else 0,
+                "accuracy": rec["accuracy_all"][sl],
+                "selected": rec["selected"][sl] if rec["selected"] else [],
+            }
+        )
+    return {
+        "strategy": c.strategy,
+        "dataset": c.dataset,
+        "alpha": alphas[a],
+        "seeds": s,
+        "rounds": rounds,
+    }
+
+
+def write_results(workdir, c, history):
+    """results.json and curves.png (per alpha in alpha_<a>/ when there is a grid)."""
+    from dal_jax import plots
+
+    alphas = parse_alphas(c.alpha)
+    for a, alpha in enumerate(alphas):
+        out = workdir if len(alphas) == 1 else workdir / f"alpha_{alpha:g}"
+        out.mkdir(parents=True, exist_ok=True)
+        res = results_for_alpha(c, history, a)
+        _write_json(out / "results.json", res)
+        plots.plot_curves(out / "curves.png", {f"{c.strategy} (alpha {alpha:g})": res})
+    if len(alphas) > 1:
+        all_res = {f"alpha {al:g}": results_for_alpha(c, history, a) for a, al in enumerate(alphas)}
+        _write_json(workdir / "alpha_study.json", list(all_res.values()))
+        plots.plot_curves(workdir / "alpha_curves.png", all_res)
+
+
+def _write_json(path, obj):
+    tmp = pathlib.Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def _log_to(path):
+    if any(getattr(h, "baseFilename", None) == str(path) for h in log.handlers):
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _progress(c, start_round: int, enabled: bool):
+    from tqdm import tqdm
+
+    total = c.rounds * c.steps_per_round
+    return tqdm(
+        total=total,
+        initial=start_round * c.steps_per_round,
+        unit="step",
+        desc=f"{c.strategy} x{c.seeds} seeds",
+        disable=not enabled,
+        dynamic_ncols=True,
+    )

@@ -1,0 +1,83 @@
+"""Compare finished runs: one figure with every run's curve and a markdown table.
+
+    python -m experiments.compare runs/cornell_dal runs/cornell_vaal runs/cornell_rs
+    python -m experiments.compare runs/*  --out=figures/cornell
+
+Each WORKDIR is a folder with results.json (an alpha study contributes each alpha_*/ folder).
+Writes compare.png and compare.md into --out (default: the current folder) and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+from absl import app, flags
+
+_OUT = flags.DEFINE_string("out", ".", "Folder for compare.png and compare.md.")
+_TITLE = flags.DEFINE_string("title", None, "Figure title (default: the dataset).")
+
+
+def find_results(workdirs) -> dict[str, dict]:
+    """label -> results.json dict for every run found under the given folders."""
+    found = {}
+    for wd in map(pathlib.Path, workdirs):
+        paths = [wd / "results.json"] if (wd / "results.json").exists() else []
+        paths += sorted(wd.glob("alpha_*/results.json"))
+        if not paths:
+            raise FileNotFoundError(f"no results.json in {wd} (nor in {wd}/alpha_*/)")
+        for p in paths:
+            res = json.loads(p.read_text())
+            label = f"{res['strategy'].upper()}"
+            if res["strategy"] == "dal" or len(paths) > 1:
+                label += f" (alpha {res['alpha']:g})"
+            label += f" [{p.parent.name}]" if label in found else ""
+            found[label] = res
+    return found
+
+
+def markdown_table(runs: dict[str, dict]) -> str:
+    """Mean +- std accuracy (%) per round (rows) and run (columns)."""
+    labels = list(runs)
+    n_rounds = max(len(r["rounds"]) for r in runs.values())
+    lines = [
+        "| round | labelled | " + " | ".join(labels) + " |",
+        "|---|---|" + "---|" * len(labels),
+    ]
+    for i in range(n_rounds):
+        cells, labelled = [], ""
+        for lab in labels:
+            rounds = runs[lab]["rounds"]
+            if i < len(rounds):
+                acc = 100 * np.asarray(rounds[i]["accuracy"], float)
+                cells.append(f"{acc.mean():.2f} +- {acc.std():.2f}")
+                labelled = labelled or str(rounds[i]["labeled"])
+            else:
+                cells.append("")
+        lines.append(f"| {i} | {labelled} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise app.UsageError("give one or more run folders: python -m experiments.compare DIR...")
+    from dal_jax import plots
+
+    try:
+        runs = find_results(argv[1:])
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    out = pathlib.Path(_OUT.value)
+    out.mkdir(parents=True, exist_ok=True)
+    plots.plot_curves(out / "compare.png", runs, title=_TITLE.value)
+    table = markdown_table(runs)
+    (out / "compare.md").write_text(table)
+    print(table)
+    print(f"wrote {out / 'compare.png'} and {out / 'compare.md'}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,57 @@
+"""Default config: the README's main job (DAL on Cornell if prepared, else synthetic).
+
+Fields left as None take the dataset's protocol (dal_jax/protocols.py). Variants:
+``--config=experiments/configs/default.py:smoke`` is a tiny run for tests (< 1 minute).
+"""
+
+import ml_collections
+
+
+def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.dataset = dataset  # auto | cornell | cornell_noisy | jacquard_subset | synthetic
+    c.dataset_config = ml_collections.FieldReference(None, field_type=str)  # builder config
+    c.dataset_kwargs = ml_collections.ConfigDict()  # builder config field overrides
+    # The built-in synthetic set (used when the dataset is, or resolves to, synthetic).
+    c.synthetic = ml_collections.ConfigDict({"num_scenes": 300, "crop_size": 96, "seed": 0})
+    c.data_dir = ml_collections.FieldReference(None, field_type=str)  # default: TFDS default
+    c.image_size = ml_collections.FieldReference(None, field_type=int)  # None: protocol
+    c.channels = "depth"  # depth | rgbd
+
+    c.strategy = "dal"  # rs | gd | cs | ll | vaal | dal
+    c.strategy_config = ml_collections.ConfigDict()  # constructor fields of the strategy
+    c.seeds = 10
+    c.seed = 0  # seed s of a run is seed + s: same initial pool for every strategy
+    c.alpha = "0.1"  # DAL weight; a comma-separated list runs a batched grid
+    c.rounds = ml_collections.FieldReference(None, field_type=int)  # K
+    c.budget = ml_collections.FieldReference(None, field_type=int)  # k per round
+    c.initial = ml_collections.FieldReference(None, field_type=int)  # initial labelled
+    c.expected_accuracy = 1.0  # e: stop when the mean test accuracy reaches it
+    c.oracle = "gt"  # gt | human
+    c.warm_start = False  # keep the networks between rounds instead of re-initialising
+
+    c.steps_per_round = ml_collections.FieldReference(None, field_type=int)
+    c.batch_size = 8
+    c.lr = 1e-3
+    c.disc_lr = 1e-2
+    c.disc_momentum = 0.9
+    c.disc_hidden = (64, 16)
+    c.seed_form = "auto"  # auto | vmap | unrolled
+    c.chunk_steps = 50
+    c.shard = True  # split the runs (seeds x alphas) over all local devices / hosts
+
+    c.annotate_host = "127.0.0.1"
+    c.annotate_port = 0
+
+    if variant == "smoke":
+        c.synthetic = ml_collections.ConfigDict({"num_scenes": 40, "crop_size": 48, "seed": 0})
+        c.image_size = 48
+        c.seeds = 2
+        c.rounds = 2
+        c.initial = 8
+        c.budget = 4
+        c.steps_per_round = 6
+        c.chunk_steps = 3
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r}; valid: smoke")
+    return c

@@ -1,0 +1,254 @@
+"""experiments.main / dal_jax.loop: smoke runs, resume, results schema, alpha grids, sharding."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+
+from dal_jax import checkpoint, loop, plain, strategies
+from experiments import compare
+from experiments.configs import default
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smoke(**overrides):
+    c = default.get_config("smoke")
+    c.dataset = "synthetic"
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def dal_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("dal")
+    res = loop.run(smoke(rounds=3), wd, progress=False)
+    return wd, res
+
+
+def test_results_schema_and_outputs(dal_run):
+    wd, res = dal_run
+    on_disk = json.loads((wd / "results.json").read_text())
+    assert on_disk == res
+    assert set(res) == {"strategy", "dataset", "alpha", "seeds", "rounds"}
+    assert (res["strategy"], res["dataset"], res["alpha"], res["seeds"]) == (
+        "dal",
+        "synthetic_grasps",
+        0.1,
+        2,
+    )
+    assert [r["round"] for r in res["rounds"]] == [0, 1, 2]
+    assert [r["labeled"] for r in res["rounds"]] == [8, 12, 16]
+    for r in res["rounds"]:
+        assert len(r["accuracy"]) == 2 and all(0.0 <= a <= 1.0 for a in r["accuracy"])
+    for r in res["rounds"][:-1]:
+        assert np.asarray(r["selected"]).shape == (2, 4)
+    assert res["rounds"][-1]["selected"] == []
+    png = (wd / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert "round 2" in (wd / "log.txt").read_text()
+    assert checkpoint.rounds(wd) == [0, 1, 2]
+
+
+def test_selections_are_new_and_grow_the_labelled_set(dal_run):
+    wd, res = dal_run
+    _, _, arrays, meta = checkpoint.restore(wd, 1)
+    masks = np.asarray(arrays["masks"])
+    assert masks.sum(axis=1).tolist() == [16, 16]
+    for s in range(2):
+        picked = res["rounds"][0]["selected"][s] + res["rounds"][1]["selected"][s]
+        assert len(set(picked)) == 8 and masks[s, picked].all()
+    assert meta["accuracy"] == meta["history"][-1]["accuracy_all"]
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(dal_run, tmp_path):
+    wd_full, full = dal_run
+    loop.run(smoke(rounds=2), tmp_path, progress=False)  # "interrupted" after round 1
+    resumed = loop.run(smoke(rounds=3), tmp_path, progress=False)
+    assert resumed == full
+    _, a, _, _ = checkpoint.restore(wd_full)
+    _, b, _, _ = checkpoint.restore(tmp_path)
+    leaves_a = [np.asarray(x) for x in jax_leaves(a["params"])]
+    leaves_b = [np.asarray(x) for x in jax_leaves(b["params"])]
+    assert all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b))
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def test_refuses_to_resume_a_different_config(dal_run):
+    wd, _ = dal_run
+    with pytest.raises(ValueError, match=r"lr: 0\.001 -> 0\.01.*refusing to resume"):
+        loop.run(smoke(rounds=3, lr=1e-2), wd, progress=False)
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("strategy", "bogus", "unknown strategy 'bogus'; valid: rs, gd, cs, ll, vaal, dal"),
+        ("dataset", "imagenet", "unknown dataset 'imagenet'; valid: auto, cornell"),
+        ("oracle", "crowd", "unknown oracle 'crowd'; valid: gt, human"),
+        ("alpha", "0.1,nan", "alpha must be one or more finite values"),
+    ],
+)
+def test_bad_names_list_the_valid_ones(field, value, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        loop.run(smoke(**{field: value}), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("name", [n for n in strategies.NAMES if n != "dal"])
+def test_every_strategy_runs(name, tmp_path):
+    res = loop.run(smoke(strategy=name), tmp_path, progress=False)
+    assert res["strategy"] == name
+    sel = np.asarray(res["rounds"][0]["selected"])
+    assert sel.shape == (2, 4)
+    assert all(len(set(row)) == 4 for row in sel.tolist())
+
+
+def test_alpha_grid_runs_in_one_program(tmp_path):
+    loop.run(smoke(alpha="0,0.5", rounds=2), tmp_path, progress=False)
+    study = json.loads((tmp_path / "alpha_study.json").read_text())
+    assert [r["alpha"] for r in study] == [0.0, 0.5]
+    for a in ("0", "0.5"):
+        res = json.loads((tmp_path / f"alpha_{a}" / "results.json").read_text())
+        assert res["alpha"] == float(a)
+        assert [len(r["accuracy"]) for r in res["rounds"]] == [2, 2]
+        assert (tmp_path / f"alpha_{a}" / "curves.png").exists()
+    assert (tmp_path / "alpha_curves.png").exists()
+    _, meta = checkpoint.restore_meta(tmp_path)
+    assert len(meta["accuracy"]) == 4  # 2 alphas x 2 seeds in one state
+
+
+def test_compare_writes_figure_and_table(dal_run, tmp_path):
+    wd, res = dal_run
+    runs = compare.find_results([wd])
+    table = compare.markdown_table(runs)
+    assert table.count("\n") == 2 + len(res["rounds"])
+    mean = 100 * np.mean(res["rounds"][1]["accuracy"])
+    assert f"{mean:.2f} +-" in table
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.compare", str(wd), f"--out={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "compare.png").stat().st_size > 5000
+    assert (tmp_path / "compare.md").read_text() == table
+
+
+def test_train_plain_from_a_dal_run(dal_run, tmp_path):
+    wd, res = dal_run
+    out = plain.train_plain_from(wd, 1, tmp_path, progress=False)
+    assert out["labeled"] == 12
+    assert out["joint_accuracy"] == res["rounds"][1]["accuracy"]
+    assert len(out["plain_accuracy"]) == 2
+    assert json.loads((tmp_path / "plain_from.json").read_text()) == out
+    with pytest.raises(ValueError, match="no finished round 7"):
+        plain.train_plain_from(wd, 7, tmp_path)
+
+
+def test_human_oracle_round_uses_the_annotation_page(tmp_path):
+    urls = []
+    got_url = threading.Event()
+
+    def on_url(url):
+        urls.append(url)
+        got_url.set()
+
+    c = smoke(oracle="human", seeds=1, rounds=2)
+    result = {}
+    worker = threading.Thread(
+        target=lambda: result.update(loop.run(c, tmp_path, progress=False, on_annotate_url=on_url))
+    )
+    worker.start()
+    assert got_url.wait(timeout=300), "the loop never served the annotation page"
+    base = urls[0].rstrip("/")
+
+    def call(method, path, body=None):
+        req = urllib.request.Request(
+            base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    queue = call("GET", "/api/queue")
+    assert len(queue["samples"]) == 4
+    rect = [[20.0, 10.0], [20.0, 30.0], [26.0, 30.0], [26.0, 10.0]]
+    for s in queue["samples"]:
+        cur = call("GET", f"/api/samples/{s['index']}")
+        call(
+            "PUT",
+            f"/api/samples/{s['index']}/grasps",
+            {"rects": [rect], "revision": cur["revision"]},
+        )
+    call("POST", "/api/finish", {})
+    worker.join(timeout=300)
+    assert not worker.is_alive()
+    _, meta = checkpoint.restore_meta(tmp_path)
+    labels = meta["human_labels"]
+    assert len(labels) == 4
+    assert all(np.allclose(v, [rect]) for v in labels.values())
+    assert result["rounds"][1]["labeled"] == 12
+
+
+def test_sharded_over_four_devices_equals_one_device(tmp_path):
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(REPO)!r})
+import jax
+assert jax.device_count() == 4, jax.devices()
+from dal_jax import loop
+from tests.test_loop import smoke
+out = []
+for shard, wd in ((True, {str(tmp_path / "a")!r}), (False, {str(tmp_path / "b")!r})):
+    out.append(loop.run(smoke(seeds=4, shard=shard), wd, progress=False))
+print(json.dumps(out))
+"""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sharded, single = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sharded == single
+    assert np.asarray(sharded["rounds"][0]["selected"]).shape == (4, 4)
+
+
+def test_main_cli_help_and_bad_strategy():
+    helped = subprocess.run(
+        [sys.executable, "-m", "experiments.main", "--helpfull"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "--strategy" in helped.stdout and "--alpha" in helped.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "experiments.main", "--strategy=bogus", "--workdir=/tmp/x_unused"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "valid: rs, gd, cs, ll, vaal, dal" in bad.stderr
