@@ -58,6 +58,22 @@ def check_input(x, in_channels: int | None = None):
         )
 
 
+def _conv_params(module: nn.Module, features: int, k: int, cin: int, transposed: bool):
+    """Declares a conv layer's [k, k, Cin, Cout] kernel and bias on ``module`` with PyTorch's
+    initialisation (Xavier-uniform kernels as in GG-CNN, PyTorch's default biases)."""
+    kernel = module.param("kernel", nn.initializers.xavier_uniform(), (k, k, cin, features))
+    fan_in = (features if transposed else cin) * k**2
+    return kernel, module.param("bias", layers.torch_bias_init(fan_in), (features,))
+
+
+class _Head(nn.Module):
+    """One 2x2 output head's parameters (the four heads are applied together)."""
+
+    @nn.compact
+    def __call__(self, cin: int):
+        return _conv_params(self, 1, 2, cin, False)
+
+
 class _Conv(nn.Module):
     """PyTorch-semantics conv or transposed conv: a [k, k, Cin, Cout] kernel and a bias."""
 
@@ -70,15 +86,8 @@ class _Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        cin = x.shape[-1]
         transposed = self.output_padding is not None
-        kernel = self.param(
-            "kernel",
-            nn.initializers.xavier_uniform(),
-            (self.kernel, self.kernel, cin, self.features),
-        )
-        fan_in = (self.features if transposed else cin) * self.kernel**2
-        bias = self.param("bias", layers.torch_bias_init(fan_in), (self.features,))
+        kernel, bias = _conv_params(self, self.features, self.kernel, x.shape[-1], transposed)
         if transposed:
             fn = layers.conv_transpose_phases if self.fast else layers.conv_transpose_reference
             return fn(x, kernel, self.stride, self.padding, self.output_padding) + bias
@@ -110,8 +119,12 @@ class Decoder(nn.Module):
     def __call__(self, z):
         for name, c, k, s, p, op in DECODER:
             z = nn.relu(_Conv(c, k, s, p, op, fast=self.fast, name=name)(z))
-        outs = [_Conv(1, 2, 1, 0, fast=self.fast, name=name)(z) for name in HEADS]
-        return jnp.concatenate(outs, axis=-1)
+        # The four 2x2 heads run as one 4-channel conv: one pass over the largest activation.
+        heads = [_Head(name=name)(z.shape[-1]) for name in HEADS]
+        kernel = jnp.concatenate([k for k, _ in heads], axis=-1)
+        bias = jnp.concatenate([b for _, b in heads])
+        fn = layers.conv if self.fast else layers.conv_reference
+        return fn(z, kernel, 1, 0) + bias
 
 
 class GGCNN(nn.Module):
