@@ -45,8 +45,11 @@ def _manager(workdir, create: bool = True) -> ocp.CheckpointManager:
 
 
 def save(workdir, round_index: int, state, arrays: dict[str, Any], meta: dict[str, Any]):
-    """Writes round ``round_index`` (blocking until it is complete on disk)."""
+    """Writes round ``round_index`` (blocking until it is complete on disk). A round saved
+    before (a resumed run that selects for its last round) is replaced."""
     with _manager(workdir) as mngr:
+        if round_index in mngr.all_steps():
+            mngr.delete(round_index)
         mngr.save(
             round_index,
             args=ocp.args.Composite(

@@ -187,6 +187,8 @@ class LoopState:
 
 
 def config_diff(saved: dict, current: dict) -> list[str]:
+    """Names of the fields (other than RESUMABLE_FIELDS) that differ, compared as JSON."""
+    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
     keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
@@ -276,6 +278,21 @@ def apply_human_labels(targets, labels: dict, size: int):
 # ----------------------------------------------------------------------------- the loop
 
 
+@dataclasses.dataclass
+class _Context:
+    """What every round of one run uses (built once by `run`)."""
+
+    c: ml_collections.ConfigDict
+    workdir: pathlib.Path
+    alphas: list
+    strategy: strategies.Strategy
+    trainer: train.Trainer
+    ds: data.Dataset
+    inputs: jax.Array
+    hparams: dict
+    on_annotate_url: object
+
+
 def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
     """Runs (or resumes) the active-learning experiment; returns the results dict of the
     first alpha (every alpha's results are written under ``workdir``).
@@ -294,68 +311,92 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
     mesh = distributed.runs_mesh(num_runs) if c.shard else None
     trainer = train.Trainer(tcfg, strategy.plugins(tcfg), mesh=mesh)
     ds = load_data(c)
-    shape = ds.pool.inputs.shape[1:]
     log.info("run: %s, %d pool / %d test, %d runs", c.dataset, len(ds.pool), len(ds.test), num_runs)
-    template = trainer.init_states(run_keys(c, len(alphas), 0, 0), shape)
+    template = trainer.init_states(run_keys(c, len(alphas), 0, 0), ds.pool.inputs.shape[1:])
     ls = try_resume(workdir, c, template)
     if ls is None:
         ls = LoopState(-1, initial_masks(c, ds, len(alphas)), [], {}, None)
     else:
         print(f"resuming {workdir} after round {ls.round}", flush=True)
-    inputs = jnp.asarray(ds.pool.inputs)
-    targets = apply_human_labels(jnp.asarray(ds.pool.targets), ls.human_labels, c.image_size)
     hp = {"alpha": jnp.asarray(np.repeat(alphas, c.seeds), jnp.float32)}
+    ctx = _Context(
+        c, workdir, alphas, strategy, trainer, ds, jnp.asarray(ds.pool.inputs), hp, on_annotate_url
+    )
+    targets = apply_human_labels(jnp.asarray(ds.pool.targets), ls.human_labels, c.image_size)
     bar = _progress(c, ls.round + 1, progress)
-    while not _finished(c, ls):
-        r = ls.round + 1
-        states = ls.states if (c.warm_start and ls.states is not None) else None
-        if states is None:
-            states = trainer.init_states(run_keys(c, len(alphas), 0, r), shape)
-        t0, base = time.time(), bar.n
-        states, _ = trainer.train(
-            states,
-            inputs,
-            targets,
-            jnp.asarray(ls.masks),
-            hp,
-            run_keys(c, len(alphas), 1, r),
-            c.steps_per_round,
-            on_chunk=lambda done, _m, base=base: bar.update(base + done - bar.n),
-        )
-        acc = evaluate_runs(trainer, states, ds.test)
-        record = {
-            "round": r,
-            "labeled": [int(n) for n in ls.masks.sum(axis=1)],
-            "accuracy_all": acc.tolist(),
-            "train_s": round(time.time() - t0, 2),
-            "selected": [],
-        }
-        ls = dataclasses.replace(ls, round=r, states=states)
-        if not _finished(c, dataclasses.replace(ls, history=[*ls.history, record])):
-            sel = np.asarray(
-                strategy.select(
-                    trainer,
-                    states,
-                    inputs,
-                    jnp.asarray(ls.masks),
-                    c.budget,
-                    run_keys(c, len(alphas), 2, r),
-                )
-            )
-            _check_selection(sel, ls.masks, c.budget)
-            record["selected"] = sel.tolist()
-            masks = ls.masks.copy()
-            np.put_along_axis(masks, sel, True, axis=1)
-            if c.oracle == "human":
-                targets = annotate_human(workdir, c, ds, ls, sel, targets, on_annotate_url)
-            ls = dataclasses.replace(ls, masks=masks)
-        ls.history.append(record)
-        save_round(workdir, c, ls, ds)
-        write_results(workdir, c, ls.history)
-        log.info("round %d: mean accuracy %.4f", r, float(acc.mean()))
-        bar.set_postfix_str(f"round {r} acc {acc.mean():.3f}")
+    while True:
+        if ls.history and not ls.history[-1]["selected"] and not _finished(c, ls):
+            # A finished run extended with more rounds: its last round still has to select.
+            ls, targets = _select(ctx, ls, ls.history[-1], targets)
+            _save(ctx, ls)
+        if _finished(c, ls):
+            break
+        ls, record = _train_round(ctx, ls, targets, bar)
+        if not _finished(c, ls):
+            ls, targets = _select(ctx, ls, record, targets)
+        _save(ctx, ls)
+        log.info("round %d: mean accuracy %.4f", ls.round, np.mean(record["accuracy_all"]))
+        bar.set_postfix_str(f"round {ls.round} acc {np.mean(record['accuracy_all']):.3f}")
     bar.close()
     return results_for_alpha(c, ls.history, 0)
+
+
+def _train_round(ctx: _Context, ls: LoopState, targets, bar):
+    """Trains round ls.round + 1 from fresh (or warm-started) networks and tests it.
+
+    Returns the new LoopState (history extended by the round's record) and the record."""
+    c, r, num_alphas = ctx.c, ls.round + 1, len(ctx.alphas)
+    states = ls.states if (c.warm_start and ls.states is not None) else None
+    if states is None:
+        states = ctx.trainer.init_states(run_keys(c, num_alphas, 0, r), ctx.inputs.shape[1:])
+    t0, base = time.time(), bar.n
+    states, _ = ctx.trainer.train(
+        states,
+        ctx.inputs,
+        targets,
+        jnp.asarray(ls.masks),
+        ctx.hparams,
+        run_keys(c, num_alphas, 1, r),
+        c.steps_per_round,
+        on_chunk=lambda done, _m: bar.update(base + done - bar.n),
+    )
+    acc = evaluate_runs(ctx.trainer, states, ctx.ds.test)
+    record = {
+        "round": r,
+        "labeled": [int(n) for n in ls.masks.sum(axis=1)],
+        "accuracy_all": acc.tolist(),
+        "train_s": round(time.time() - t0, 2),
+        "selected": [],
+    }
+    return dataclasses.replace(ls, round=r, states=states, history=[*ls.history, record]), record
+
+
+def _select(ctx: _Context, ls: LoopState, record: dict, targets):
+    """Selects ``budget`` examples per run with the trained networks of round ls.round and has
+    the oracle label them. Fills record["selected"]; returns (LoopState, targets)."""
+    c = ctx.c
+    sel = np.asarray(
+        ctx.strategy.select(
+            ctx.trainer,
+            ls.states,
+            ctx.inputs,
+            jnp.asarray(ls.masks),
+            c.budget,
+            run_keys(c, len(ctx.alphas), 2, ls.round),
+        )
+    )
+    _check_selection(sel, ls.masks, c.budget)
+    record["selected"] = sel.tolist()
+    if c.oracle == "human":
+        targets = annotate_human(ctx.workdir, c, ctx.ds, ls, sel, targets, ctx.on_annotate_url)
+    masks = ls.masks.copy()
+    np.put_along_axis(masks, sel, True, axis=1)
+    return dataclasses.replace(ls, masks=masks), targets
+
+
+def _save(ctx: _Context, ls: LoopState):
+    save_round(ctx.workdir, ctx.c, ls, ctx.ds)
+    write_results(ctx.workdir, ctx.c, ls.history)
 
 
 def _finished(c, ls: LoopState) -> bool:

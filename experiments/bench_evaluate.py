@@ -15,8 +15,9 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
     """Times `accuracy` on [seeds, n, size, size, 4] random outputs vs [n, gts] rectangles.
 
     Returns {"bench", "seeds", "images", "size", "gt", "s" (best of 3 after compiling),
-    "compile_s"}.
+    "compile_s", "exact_fallbacks" (images redone with the exact float64 blur)}.
     """
+    import jax
     import jax.numpy as jnp
 
     from dal_jax import evaluate, grasp
@@ -41,6 +42,12 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
         t0 = time.perf_counter()
         evaluate.accuracy(preds, rects, mask)[0].block_until_ready()
         times.append(time.perf_counter() - t0)
+    with jax.enable_x64(True):  # images whose peak needed the exact float64 fallback
+        n_exact = int(
+            evaluate._accuracy(
+                preds, jnp.asarray(rects), jnp.asarray(mask), n_rows=2 * size, chunk=6
+            )[2]
+        )
     return {
         "bench": "evaluate",
         "seeds": seeds,
@@ -49,6 +56,7 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
         "gt": gts,
         "s": round(min(times), 3),
         "compile_s": round(compile_s, 2),
+        "exact_fallbacks": n_exact,
     }
 
 

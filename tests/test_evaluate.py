@@ -77,10 +77,11 @@ def random_rect(rng, lo, hi):
 # --------------------------------------------------------------------------- rasteriser
 
 _rows = jax.jit(evaluate.row_intervals, static_argnums=1)
+_rows_win = jax.jit(evaluate.row_intervals, static_argnums=(1, 3))
 
 
-def pixel_set(lo, hi, v, ok):
-    s = {(y, x) for y in range(lo.shape[0]) for x in range(lo[y], hi[y] + 1)}
+def pixel_set(lo, hi, v, ok, row0=0):
+    s = {(int(row0) + y, x) for y in range(lo.shape[0]) for x in range(lo[y], hi[y] + 1)}
     return s | {(int(a), int(b)) for (a, b), k in zip(v, ok) if k}
 
 
@@ -105,11 +106,20 @@ def test_rasteriser_matches_skimage_polygon():
     rects = np.array(rects)
     with jax.enable_x64(True):
         out = [np.asarray(x) for x in _rows(jnp.asarray(rects), 100)]
+    # The same with each polygon in its own 48-row window (as `accuracy` rasterises).
+    with jax.enable_x64(True):
+        row0, fits = evaluate._window(jnp.asarray(rects), 48, 100)
+        win = [np.asarray(x) for x in _rows_win(jnp.asarray(rects), 48, row0, 100)]
+    fits = np.asarray(fits)
+    assert fits.mean() > 0.95
     for i, r in enumerate(rects):
         rr, cc = polygon(r[:, 0], r[:, 1])
         want = set(zip(rr.tolist(), cc.tolist()))
         got = pixel_set(*(x[i] for x in out))
         assert got == want, (i, r.tolist(), sorted(got ^ want)[:5])
+        if fits[i]:
+            got = pixel_set(*(x[i] for x in win))
+            assert got == want, (i, r.tolist(), sorted(got ^ want)[:5])
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -179,6 +189,12 @@ def test_decisions_identical_to_reference_1000_cases():
     mismatch = np.argwhere(success != ref)
     assert len(mismatch) == 0, mismatch[:10]
     np.testing.assert_allclose(np.asarray(acc), ref.mean(axis=1), rtol=1e-6)
+    # These decisions came from the certified float32 fast path, not the exact fallback.
+    with jax.enable_x64(True):
+        n_exact = evaluate._accuracy(
+            jnp.asarray(preds), jnp.asarray(gts), jnp.asarray(mask), n_rows=2 * size, chunk=6
+        )[2]
+    assert int(n_exact) < 0.02 * s * n
     # The sample exercises both outcomes and the no-peak case.
     assert 0.1 < ref.mean() < 0.9
     q = np.asarray(evaluate.postprocess(preds[0])[0])
@@ -209,7 +225,7 @@ def test_detect_grasps_matches_peak_local_max_top_n():
 # --------------------------------------------------------------------------- hand-built cases
 
 
-def _success(centre, angle, opening, gt, mask=None):
+def _success(centre, angle, opening, gt, mask=None, image_size=100):
     g = evaluate.Grasps(
         centre=np.array([[[centre]]], np.float32),
         angle=np.array([[[angle]]], np.float32),
@@ -220,7 +236,7 @@ def _success(centre, angle, opening, gt, mask=None):
     )
     gt = np.asarray(gt, np.float64).reshape(1, -1, 4, 2)
     mask = np.ones(gt.shape[:2], bool) if mask is None else np.asarray(mask).reshape(1, -1)
-    return bool(np.asarray(evaluate.grasp_success(g, gt, mask, image_size=100))[0, 0])
+    return bool(np.asarray(evaluate.grasp_success(g, gt, mask, image_size=image_size))[0, 0])
 
 
 def test_identical_rectangle_succeeds_and_31_degrees_fails():
@@ -258,3 +274,112 @@ def test_padding_never_counts():
     assert _success((50, 50), 0.3, 40.0, both, [True, True])
     assert not _success((50, 50), 0.3, 40.0, both, [True, False])
     assert not _success((50, 50), 0.3, 40.0, both, [False, False])
+
+
+# --------------------------------------------------------------------------- fast path guard
+
+
+def near_tie_maps(rng, size=100):
+    """Quality maps [M, size, size] whose exact blurred peak is decided by a few ulps: twin
+    blobs (the second scaled by 1 + k 2^-24), plateaus, peaks at the 0.2 threshold, constant
+    and border-dominated maps, plus a few generic ones."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+
+    def blob(r, c, s=4.0):
+        return np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * s * s))
+
+    maps = []
+    for k in range(-4, 5):
+        for first, second in [((35, 35), (65, 65)), ((65, 35), (35, 65)), ((40, 30), (40, 70))]:
+            a = rng.uniform(0.3, 1.0)
+            m = a * blob(*first) + a * (1 + k * 2.0**-24) * blob(*second)
+            maps.append(m)
+    for _ in range(6):  # plateaus above the threshold
+        m = np.round(rng.uniform(0, 1) + 0.3 * blob(*rng.uniform(25, 75, 2), s=12.0), 1)
+        maps.append(m)
+    for k in range(-6, 7):  # the peak value sits on float32(0.2)
+        m = blob(50.0, 50.0)
+        peak = np.float32(gaussian(m.astype(np.float32), 2.0, preserve_range=True).max())
+        maps.append(m * (np.float32(0.2) + k * 2.0**-26) / peak)
+    maps.append(np.full((size, size), 0.7))  # constant: no peak
+    maps.append(blob(5.0, 50.0) + 0.5 * blob(45.0, 50.0))  # window max in the border band
+    maps.append(0.5 * blob(50.0, 50.0) + rng.normal(0, 1e-6, (size, size)))
+    return np.stack(maps).astype(np.float32)
+
+
+def test_fast_peak_certificate_is_sound_on_near_ties():
+    rng = np.random.default_rng(5)
+    qmaps = near_tie_maps(rng)
+    preds = np.zeros(qmaps.shape + (4,), np.float32)
+    preds[..., 0] = qmaps
+    preds[..., 1] = 1.0
+    preds[..., 3] = 0.2
+    with jax.enable_x64(True):
+        r, c, valid, ok = (np.asarray(a) for a in jax.jit(evaluate._top1_fast)(preds))
+    for i, p in enumerate(qmaps):
+        ref = peak_local_max(
+            gaussian(p, 2.0, preserve_range=True), min_distance=20, threshold_abs=0.2, num_peaks=1
+        )
+        if ok[i]:  # a certified fast peak is the reference peak
+            assert valid[i, 0] == (len(ref) == 1), i
+            if len(ref):
+                assert (r[i, 0], c[i, 0]) == tuple(ref[0]), i
+    # Both outcomes occur: the guard sends the near-ties to the exact path, not everything.
+    assert 0 < ok.sum() < len(ok)
+    # Non-finite or overflowing inputs are never certified.
+    bad = np.repeat(preds[-1:], 3, axis=0)
+    bad[0, 3, 4, 0], bad[1, 50, 50, 0], bad[2, 10, 10, 0] = np.inf, np.nan, 3e38
+    with jax.enable_x64(True):
+        assert not np.asarray(jax.jit(evaluate._top1_fast)(bad)[3]).any()
+
+
+def test_near_ties_decided_like_reference():
+    """End to end through `accuracy`: the ground truth is the reference grasp, so a wrong
+    peak (the twin blob 30 px away) fails, and the exact fallback is exercised."""
+    rng = np.random.default_rng(6)
+    qmaps = near_tie_maps(rng)
+    n = len(qmaps)
+    preds = np.zeros((2, n) + qmaps.shape[1:] + (4,), np.float32)
+    preds[..., 0] = qmaps
+    preds[..., 1] = np.cos(2 * 0.3)
+    preds[..., 2] = np.sin(2 * 0.3)
+    preds[..., 3] = 0.2
+    preds[1, ..., 0] *= np.float32(1 + 2.0**-23)
+    gts = np.zeros((n, 2, 4, 2))
+    mask = np.zeros((n, 2), bool)
+    for i in range(n):
+        q, ang, wid = ref_post(preds[0, i])
+        peaks = peak_local_max(q, min_distance=20, threshold_abs=0.2, num_peaks=1)
+        for r, c in peaks:
+            o = np.float64(wid[r, c])
+            gts[i, 0] = grasp.grasp_to_rect(np.array([r, c], np.float64), ang[r, c], o, o / 2)
+            mask[i, 0] = True
+    with jax.enable_x64(True):
+        _, success, n_exact = evaluate._accuracy(
+            jnp.asarray(preds), jnp.asarray(gts), jnp.asarray(mask), n_rows=200, chunk=6
+        )
+    ref = np.array([[ref_success(preds[k, i], gts[i][mask[i]]) for i in range(n)] for k in (0, 1)])
+    assert np.array_equal(np.asarray(success), ref)
+    assert 0 < int(n_exact) < 2 * n
+    assert ref[0].sum() > n // 2  # the reference grasp matches itself where there is a peak
+
+
+def test_tall_rectangles_use_full_canvas():
+    """Rectangles taller than the row windows (huge openings / ground truth) fall back to the
+    full canvas and still decide like the reference."""
+    cases = [
+        ((150, 150), 1.2, 260.0, grasp.grasp_to_rect(np.array([150.0, 150]), 1.2, 250.0, 125.0)),
+        ((150, 150), 1.5, 60.0, grasp.grasp_to_rect(np.array([150.0, 150]), 1.5, 220.0, 60.0)),
+        ((100, 120), 1.4, 400.0, grasp.grasp_to_rect(np.array([110.0, 120]), 1.3, 380.0, 190.0)),
+        ((100, 120), 0.2, 30.0, grasp.grasp_to_rect(np.array([100.0, 121]), 0.2, 30.0, 15.0)),
+    ]
+    for centre, angle, opening, gt in cases:
+        rect = grasp.grasp_to_rect(
+            np.array(centre, np.float64), np.float64(angle), np.float64(opening), opening / 2
+        )
+        want = ref_iou(rect, gt) > 0.25
+        assert _success(centre, angle, opening, gt, image_size=300) == want
+    assert [
+        ref_iou(grasp.grasp_to_rect(np.array(c, float), a, o, o / 2), g) > 0.25
+        for c, a, o, g in cases
+    ] == [True, False, True, True]
