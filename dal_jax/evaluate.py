@@ -106,7 +106,7 @@ def _x64(fn):
 # ----------------------------------------------------------------------------- blur
 
 
-def _gauss_kernel(sigma: float) -> np.ndarray:
+def gauss_kernel(sigma: float) -> np.ndarray:
     """SciPy's 1-D Gaussian weights (float64, radius int(4 sigma + 0.5)), [2r+1]."""
     radius = int(4.0 * sigma + 0.5)
     x = np.arange(-radius, radius + 1)
@@ -143,7 +143,7 @@ def gaussian_blur(img, sigma: float):
     Returns:
       [..., H, W] float32. Must run with float64 enabled (the public functions do that).
     """
-    w = _gauss_kernel(sigma)
+    w = gauss_kernel(sigma)
     y = _correlate_axis(img.astype(jnp.float64), w, img.ndim - 2).astype(jnp.float32)
     return _correlate_axis(y.astype(jnp.float64), w, img.ndim - 1).astype(jnp.float32)
 
@@ -155,7 +155,7 @@ def _blur_at(img, r, c, sigma: float):
       img: [H, W] float32; r, c: int scalars. Returns a float32 scalar identical to the full blur
       at (r, c) (same order, same float32 rounding between the two passes).
     """
-    w = _gauss_kernel(sigma)
+    w = gauss_kernel(sigma)
     rad = (len(w) - 1) // 2
     h, wd = img.shape
     offs = jnp.arange(-rad, rad + 1)
@@ -173,12 +173,12 @@ def _blur_at(img, r, c, sigma: float):
     return out.astype(jnp.float32)
 
 
-def _angle_map(preds):
+def angle_map(preds):
     """atan2(sin, cos) / 2 as float32, [..., H, W] from preds [..., H, W, 4]."""
     return (jnp.arctan2(preds[..., 2], preds[..., 1]) / 2.0).astype(jnp.float32)
 
 
-def _width_map(preds):
+def width_map(preds):
     """width * 150 as float32 (NumPy float32 multiply), [..., H, W]."""
     return (preds[..., 3] * jnp.float32(WIDTH_SCALE)).astype(jnp.float32)
 
@@ -187,8 +187,8 @@ def _width_map(preds):
 def _postprocess(preds):
     preds = preds.astype(jnp.float32)
     q = gaussian_blur(preds[..., 0], Q_SIGMA)
-    angle = gaussian_blur(_angle_map(preds), ANGLE_SIGMA)
-    width = gaussian_blur(_width_map(preds), WIDTH_SIGMA)
+    angle = gaussian_blur(angle_map(preds), ANGLE_SIGMA)
+    width = gaussian_blur(width_map(preds), WIDTH_SIGMA)
     return q, angle, width
 
 
@@ -264,7 +264,7 @@ def _first_argmax(x):
     return jnp.min(jnp.where(x == m, iota, x.shape[-1]), axis=-1) % x.shape[-1]
 
 
-def _top_peaks(q, mask, top_n: int, min_distance: int):
+def top_peaks(q, mask, top_n: int, min_distance: int):
     """Greedy ranking of peak candidates as ``ensure_spacing`` does.
 
     Args: q, mask [..., H, W]. Returns rows, cols [..., n] int32 and valid [..., n] bool.
@@ -296,7 +296,7 @@ def _top_peaks(q, mask, top_n: int, min_distance: int):
 @functools.partial(jax.jit, static_argnames=("top_n",))
 def _detect_grasps(q, angle, width, top_n):
     q = q.astype(jnp.float32)
-    rows, cols, valid = _top_peaks(q, peak_mask(q), top_n, MIN_DISTANCE)
+    rows, cols, valid = top_peaks(q, peak_mask(q), top_n, MIN_DISTANCE)
     h, w = q.shape[-2:]
     flat = rows * w + cols
 
@@ -334,7 +334,7 @@ def _grasps_at(preds, rows, cols, valid):
     (`_blur_at`: bit-identical to the full-map blur at that pixel).
     """
     h, w = preds.shape[-3:-1]
-    rad = (len(_gauss_kernel(max(Q_SIGMA, ANGLE_SIGMA, WIDTH_SIGMA))) - 1) // 2
+    rad = (len(gauss_kernel(max(Q_SIGMA, ANGLE_SIGMA, WIDTH_SIGMA))) - 1) // 2
 
     def one(p, ri, ci):
         # Clamped indices repeat the edge pixels, i.e. SciPy's 'nearest' padding.
@@ -342,8 +342,8 @@ def _grasps_at(preds, rows, cols, valid):
         rr = jnp.clip(ri + offs, 0, h - 1)
         cc = jnp.clip(ci + offs, 0, w - 1)
         sub = p[rr[:, None], cc[None, :]]  # [2 rad + 1, 2 rad + 1, 4]
-        ang = _blur_at(_angle_map(sub), rad, rad, ANGLE_SIGMA)
-        wid = _blur_at(_width_map(sub), rad, rad, WIDTH_SIGMA)
+        ang = _blur_at(angle_map(sub), rad, rad, ANGLE_SIGMA)
+        wid = _blur_at(width_map(sub), rad, rad, WIDTH_SIGMA)
         qual = _blur_at(sub[..., 0], rad, rad, Q_SIGMA)
         return ang, wid, qual
 
@@ -360,10 +360,10 @@ def _grasps_at(preds, rows, cols, valid):
 
 def _detect_top1_from_preds(preds):
     """Exact top-1 grasp from network outputs [C, H, W, 4] (float64 quality blur in SciPy's
-    order, then `peak_mask` / `_top_peaks`): Grasps fields [C, 1]."""
+    order, then `peak_mask` / `top_peaks`): Grasps fields [C, 1]."""
     preds = preds.astype(jnp.float32)
     q = gaussian_blur(preds[..., 0], Q_SIGMA)
-    rows, cols, valid = _top_peaks(q, peak_mask(q), 1, MIN_DISTANCE)
+    rows, cols, valid = top_peaks(q, peak_mask(q), 1, MIN_DISTANCE)
     return _grasps_at(preds, rows, cols, valid)
 
 
@@ -403,7 +403,7 @@ def _top1_fast(preds):
     anything else (near-ties, plateaus, values near 0.2, non-finite inputs) is not ok.
     """
     x = preds[..., 0].astype(jnp.float32)
-    wts = _gauss_kernel(Q_SIGMA).astype(np.float32)
+    wts = gauss_kernel(Q_SIGMA).astype(np.float32)
     q = _correlate_axis(_correlate_axis(x, wts, 1), wts, 2)  # [C, H, W]
     c_, h, w = q.shape
     d = MIN_DISTANCE

@@ -125,7 +125,7 @@ class Detection:
 
 def _blur_f32(img, sigma: float):
     """Separable Gaussian blur of [H, W] float32 (SciPy's kernel, mode 'nearest'), in float32."""
-    w = evaluate._gauss_kernel(sigma).astype(np.float32)  # SciPy's weights, radius 4 sigma
+    w = evaluate.gauss_kernel(sigma).astype(np.float32)  # SciPy's weights, radius 4 sigma
     r = (len(w) - 1) // 2
     for axis in (0, 1):
         n = img.shape[axis]
@@ -149,7 +149,7 @@ def _blur_f32(img, sigma: float):
 def _blur_at_f32(img, r, c, sigma: float):
     """`_blur_f32(img, sigma)` at pixel (r, c) only, from the window around it (clamped indices
     = 'nearest' edges). img [H, W]; r, c int scalars -> float32 scalar."""
-    w = jnp.asarray(evaluate._gauss_kernel(sigma), jnp.float32)
+    w = jnp.asarray(evaluate.gauss_kernel(sigma), jnp.float32)
     rad = (w.shape[0] - 1) // 2
     h, wd = img.shape
     offs = jnp.arange(-rad, rad + 1)
@@ -170,9 +170,9 @@ def _run(params, x, top_k: int, with_maps: bool = False):
     """
     preds = _MODEL.apply({"params": params}, x[None])[0][0].astype(jnp.float32)
     q = _blur_f32(preds[..., 0], evaluate.Q_SIGMA)
-    rows, cols, valid = evaluate._top_peaks(q, evaluate.peak_mask(q), top_k, evaluate.MIN_DISTANCE)
-    ang_map = evaluate._angle_map(preds)
-    wid_map = evaluate._width_map(preds)
+    rows, cols, valid = evaluate.top_peaks(q, evaluate.peak_mask(q), top_k, evaluate.MIN_DISTANCE)
+    ang_map = evaluate.angle_map(preds)
+    wid_map = evaluate.width_map(preds)
 
     def at_peak(r, c):
         return (
