@@ -41,6 +41,8 @@ def put(tree, mesh: Mesh, sharded: bool):
     sharding = NamedSharding(mesh, spec)
 
     def one(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x  # already placed (e.g. the states a previous call returned)
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 

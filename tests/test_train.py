@@ -102,7 +102,7 @@ class StepVariantsTest(chex.TestCase):
 
 
 def test_no_recompilation_across_chunks_and_rounds():
-    trainer = train.Trainer(train.TrainConfig(chunk_steps=3))
+    trainer = train.Trainer(train.TrainConfig(chunk_steps=3, steps_per_call=3))
     traced = chex.assert_max_traces(trainer._steps_all_seeds, n=1)
     trainer._steps_all_seeds = traced
     keys = jax.random.split(jax.random.key(3), S)
