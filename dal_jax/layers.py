@@ -161,6 +161,9 @@ def conv(x, kernel, stride: int, padding: int):
     (space-to-depth) and the kernel is rearranged to match, then `conv_valid` takes over.
     """
     b, h, w, cin = x.shape
+    if b == 1 and stride > 1 and cin < 64:
+        # Single-image forward (the robot): XLA's own strided conv measured 2-3x faster here.
+        return conv_reference(x, kernel, stride, padding)
     k = kernel.shape[0]
     m = math.ceil(k / stride)
     out_h = (h + 2 * padding - k) // stride + 1
