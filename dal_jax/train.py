@@ -85,7 +85,8 @@ class Plugin:
     """A network trained alongside GG-CNN. Subclasses set ``name`` and override what they use."""
 
     name: str = "plugin"
-    needs_unlabelled: bool = False
+    needs_unlabelled: bool = False  # draws an unlabelled batch (StepInputs.x_u)
+    needs_unlabelled_features: bool = False  # ... and the encoder's features of it (feats_u)
     # False: the plug-in's parameters are not part of the joint loss; the trainer applies no
     # joint update to them and ``extra_update`` does all their training.
     joint: bool = True
@@ -121,6 +122,7 @@ class Discriminator(Plugin):
 
     name = "disc"
     needs_unlabelled = True
+    needs_unlabelled_features = True
 
     def __init__(self, hidden=(64, 16), lr=1e-2, momentum=0.9):
         self.module = models.Discriminator(tuple(hidden))
@@ -205,6 +207,7 @@ class Trainer:
         self.mesh = mesh  # a `distributed.runs_mesh`: runs sharded over its devices
         self.model = models.GGCNN(fast=config.fast_layers)
         self.needs_unlabelled = any(p.needs_unlabelled for p in plugins)
+        self.needs_unlabelled_features = any(p.needs_unlabelled_features for p in plugins)
         # Networks updated by the joint step; others train only in their extra_update.
         self.optimizers = {"ggcnn": optax.adam(config.lr)}
         self.optimizers.update({p.name: p.optimizer() for p in plugins if p.joint})
@@ -244,7 +247,7 @@ class Trainer:
         per_sample = ggcnn_loss(maps, y_l)
         gsp = (per_sample * w_l).sum() / jnp.maximum(w_l.sum(), 1.0)
         feats_u = None
-        if self.needs_unlabelled:
+        if self.needs_unlabelled_features:
             feats_u = self.model.apply({"params": params["ggcnn"]}, x_u, method=models.GGCNN.encode)
         inp = StepInputs(x_l, w_l, x_u, w_u, feats_l, feats_u, per_sample, progress)
         total, metrics = gsp, {"gsp_loss": gsp}

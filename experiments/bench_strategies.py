@@ -1,0 +1,75 @@
+"""Selection time per round for the six strategies at Cornell size.
+
+Run: ``python -m experiments.bench_strategies [--seeds 2] [--n 708] [--size 300] [--k 60]``
+(prints one JSON line per strategy). States are freshly initialised: this measures selection,
+not training, and selection time does not depend on how well the networks are trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def bench_strategies(
+    seeds: int = 2, n: int = 708, size: int = 300, k: int = 60, names=None
+) -> list[dict]:
+    """Times ``strategy.select`` for every strategy on a random [n, size, size, 1] pool.
+
+    Per strategy: "first_s" is the first round's call (compiling, and for GD on raw inputs
+    building the k-NN graph of the pool), "s" the best of two later rounds with new masks (what
+    every later round costs: GD's pool graph is cached, nothing recompiles). Returns a list of
+    {"bench": "select", "strategy", "n", "size", "seeds", "k", "s", "first_s"}.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dal_jax import strategies, train
+
+    rng = np.random.default_rng(0)
+    inputs = jnp.asarray(rng.uniform(-1, 1, (n, size, size, 1)).astype(np.float32))
+    keys = jax.random.split(jax.random.key(0), seeds)
+    labelled = [rng.random((seeds, n)) < 60 / n + 0.1 * r for r in range(3)]
+    rows = []
+    for name in names or strategies.NAMES:
+        strategy = strategies.get(name)
+        cfg = train.TrainConfig(use_disc=strategy.uses_disc)
+        trainer = train.Trainer(cfg, strategy.plugins(cfg))
+        states = trainer.init_states(keys, (size, size, 1))
+        times = []
+        for masks in labelled:
+            t0 = time.perf_counter()
+            picks = strategy.select(trainer, states, inputs, masks, k, keys)
+            times.append(time.perf_counter() - t0)
+            assert picks.shape == (seeds, k)
+        row = {
+            "bench": "select",
+            "strategy": name,
+            "n": n,
+            "size": size,
+            "seeds": seeds,
+            "k": k,
+            "s": round(min(times[1:]), 3),
+            "first_s": round(times[0], 3),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--n", type=int, default=708)
+    p.add_argument("--size", type=int, default=300)
+    p.add_argument("--k", type=int, default=60)
+    p.add_argument("--strategies", default="", help="comma-separated subset of the names")
+    a = p.parse_args(argv)
+    names = [s for s in a.strategies.split(",") if s] or None
+    bench_strategies(a.seeds, a.n, a.size, a.k, names)
+
+
+if __name__ == "__main__":
+    main()
