@@ -271,7 +271,8 @@ def annotate_human(workdir, c, ds, ls: LoopState, selected: np.ndarray, targets,
 
 def apply_human_labels(targets, labels: dict, size: int):
     for i, rects in labels.items():
-        targets = targets.at[i].set(data.make_targets(rects, None, (size, size)))
+        new = data.make_targets(rects, None, (size, size)).astype(targets.dtype)
+        targets = targets.at[i].set(new)
     return targets
 
 
@@ -471,6 +472,7 @@ def _log_to(path):
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # the file has the log; the terminal has the progress bar
 
 
 def _progress(c, start_round: int, enabled: bool):

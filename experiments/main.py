@@ -63,7 +63,11 @@ _OVERRIDES = {
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from absl import logging
+
     from dal_jax import distributed, loop, plain
+
+    logging.set_verbosity(logging.WARNING)  # the run's log goes to WORKDIR/log.txt
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value

@@ -90,7 +90,7 @@ def jax_leaves(tree):
 
 def test_refuses_to_resume_a_different_config(dal_run):
     wd, _ = dal_run
-    with pytest.raises(ValueError, match=r"lr: 0\.001 -> 0\.01.*refusing to resume"):
+    with pytest.raises(ValueError, match=r"lr: 0\.003 -> 0\.01.*refusing to resume"):
         loop.run(smoke(rounds=3, lr=1e-2), wd, progress=False)
 
 
@@ -284,3 +284,25 @@ def test_ctrl_c_stops_cleanly_and_the_resumed_run_matches(dal_run, tmp_path):
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((tmp_path / "results.json").read_text()) == full
+
+
+def test_warm_start_keeps_training_the_same_networks(tmp_path):
+    loop.run(smoke(warm_start=True), tmp_path, progress=False)
+    _, state, _, _ = checkpoint.restore(tmp_path)
+    # Two rounds of 6 steps on the same networks; re-initialising would leave 6.
+    assert np.asarray(state["step"]).tolist() == [12, 12]
+
+
+def test_a_crashed_checkpoint_write_leaves_the_last_round_usable(dal_run, tmp_path):
+    import shutil
+
+    wd, full = dal_run
+    shutil.copytree(wd, tmp_path / "run")
+    ckpts = tmp_path / "run" / "checkpoints"
+    shutil.rmtree(ckpts / "2")
+    # What an interrupted orbax write leaves behind: a temporary folder, never renamed.
+    partial = ckpts / "2.orbax-checkpoint-tmp-1700000000"
+    (partial / "state").mkdir(parents=True)
+    (partial / "state" / "garbage").write_bytes(b"\0" * 100)
+    assert checkpoint.rounds(tmp_path / "run") == [0, 1]
+    assert loop.run(smoke(rounds=3), tmp_path / "run", progress=False) == full

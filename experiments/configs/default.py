@@ -32,7 +32,7 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
 
     c.steps_per_round = ml_collections.FieldReference(None, field_type=int)
     c.batch_size = 8
-    c.lr = 1e-3
+    c.lr = ml_collections.FieldReference(None, field_type=float)  # Adam; None: protocol
     c.disc_lr = 1e-2
     c.disc_momentum = 0.9
     c.disc_hidden = (64, 16)
