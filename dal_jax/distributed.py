@@ -22,6 +22,8 @@ def initialize(coordinator: str | None, num_processes: int | None, process_id: i
         return
     if num_processes is None or process_id is None:
         raise ValueError("--coordinator_address needs --num_processes and --process_id")
+    # Gathering results across CPU hosts needs a CPU collectives backend (GPUs use NCCL).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
     )

@@ -304,7 +304,8 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
     c = resolve(config)
     workdir = pathlib.Path(workdir).expanduser().resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    _log_to(workdir / "log.txt")
+    if jax.process_index() == 0:
+        _log_to(workdir / "log.txt")
     alphas = parse_alphas(c.alpha)
     strategy = strategies.get(c.strategy, **c.strategy_config.to_dict())
     tcfg = train_config(c, strategy.uses_disc)
@@ -361,6 +362,8 @@ def _train_round(ctx: _Context, ls: LoopState, targets, bar):
         c.steps_per_round,
         on_chunk=lambda done, _m: bar.update(base + done - bar.n),
     )
+    if jax.process_count() > 1:
+        states = distributed.gather(states)  # every host evaluates and selects identically
     acc = evaluate_runs(ctx.trainer, states, ctx.ds.test)
     record = {
         "round": r,
@@ -396,8 +399,9 @@ def _select(ctx: _Context, ls: LoopState, record: dict, targets):
 
 
 def _save(ctx: _Context, ls: LoopState):
-    save_round(ctx.workdir, ctx.c, ls, ctx.ds)
-    write_results(ctx.workdir, ctx.c, ls.history)
+    save_round(ctx.workdir, ctx.c, ls, ctx.ds)  # orbax: every process takes part
+    if jax.process_index() == 0:  # the other hosts hold the same numbers
+        write_results(ctx.workdir, ctx.c, ls.history)
 
 
 def _finished(c, ls: LoopState) -> bool:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dal_jax import models
+from dal_jax import distributed, models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,8 +329,6 @@ class Trainer:
         Returns (states, metrics: dict of [S, num_steps]).
         """
         if self.mesh is not None:
-            from dal_jax import distributed
-
             runs = distributed.put((masks, hparams, jax.random.key_data(keys)), self.mesh, True)
             masks, hparams, keys = runs
             states = distributed.put(states, self.mesh, True)
@@ -348,8 +346,6 @@ class Trainer:
         """fn over all runs -> the same function with each device running its block of runs
         (key data in, since typed keys are wrapped per device)."""
         from jax.sharding import PartitionSpec as P
-
-        from dal_jax import distributed
 
         def block(states, inputs, targets, masks, hparams, key_data):
             keys = jax.random.wrap_key_data(key_data)
@@ -378,9 +374,9 @@ class Trainer:
         done, metrics = 0, {}
         while done < num_steps:
             n = min(self.config.chunk_steps, num_steps - done)
-            start = np.asarray(states.step)
+            start = distributed.gather(states.step)
             states, metrics = self.train_chunk(states, inputs, targets, masks, hparams, keys, n)
-            loss = np.asarray(metrics["loss"])
+            loss = distributed.gather(metrics["loss"])
             bad = np.argwhere(~np.isfinite(loss))
             if bad.size:
                 s, i = bad[0]

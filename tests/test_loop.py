@@ -208,32 +208,67 @@ def test_human_oracle_round_uses_the_annotation_page(tmp_path):
     assert result["rounds"][1]["labeled"] == 12
 
 
-def test_sharded_over_four_devices_equals_one_device(tmp_path):
-    script = f"""
-import json, sys
-sys.path.insert(0, {str(REPO)!r})
+@pytest.fixture(scope="module")
+def four_seeds_one_device(tmp_path_factory):
+    return loop.run(smoke(seeds=4, shard=False), tmp_path_factory.mktemp("one"), progress=False)
+
+
+_RUN_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {repo!r})
 import jax
+from dal_jax import distributed, loop
+if {procs} > 1:
+    distributed.initialize("127.0.0.1:{port}", {procs}, int(sys.argv[1]))
 assert jax.device_count() == 4, jax.devices()
-from dal_jax import loop
 from tests.test_loop import smoke
-out = []
-for shard, wd in ((True, {str(tmp_path / "a")!r}), (False, {str(tmp_path / "b")!r})):
-    out.append(loop.run(smoke(seeds=4, shard=shard), wd, progress=False))
-print(json.dumps(out))
+print("RESULT", json.dumps(loop.run(smoke(seeds=4), {workdir!r}, progress=False)))
 """
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    sharded, single = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert sharded == single
+
+
+def _run_processes(tmp_path, procs: int):
+    """Runs the 4-seed smoke job over 4 CPU devices in ``procs`` processes on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = _RUN_SCRIPT.format(repo=str(REPO), procs=procs, port=port, workdir=str(tmp_path))
+    flags = f"--xla_force_host_platform_device_count={4 // procs}"
+    env = dict(os.environ, XLA_FLAGS=flags)
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(procs)
+    ]
+    results = []
+    for p in running:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+        results.append(json.loads(line[len("RESULT ") :]))
+    return results
+
+
+def test_sharded_over_four_devices_equals_one_device(four_seeds_one_device, tmp_path):
+    (sharded,) = _run_processes(tmp_path, 1)
+    assert sharded == four_seeds_one_device
     assert np.asarray(sharded["rounds"][0]["selected"]).shape == (4, 4)
+
+
+def test_two_hosts_with_jax_distributed_equal_one_device(four_seeds_one_device, tmp_path):
+    results = _run_processes(tmp_path, 2)
+    assert results[0] == results[1] == four_seeds_one_device
+    # The checkpoint both processes wrote is whole and restores in a single process.
+    _, state, _, meta = checkpoint.restore(tmp_path)
+    assert np.asarray(state["step"]).shape == (4,)
+    assert meta["history"][-1]["accuracy_all"] == four_seeds_one_device["rounds"][-1]["accuracy"]
 
 
 def test_main_cli_help_and_bad_strategy():
