@@ -4,10 +4,18 @@ Real sample files live in ../shared/data next to the repository (never copied in
 need them take the ``shared_data`` fixture, which skips with a loud reason when it is absent.
 """
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
+
+# Datasets the tests build (small synthetic sets) go to a fresh folder, never the user's TFDS
+# data dir; subprocesses inherit it.
+os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="dal_jax_test_tfds_")
+atexit.register(shutil.rmtree, os.environ["TFDS_DATA_DIR"], ignore_errors=True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
