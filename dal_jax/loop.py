@@ -16,10 +16,13 @@ which the oracle labels before round r + 1.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import pathlib
+import signal
+import threading
 import time
 
 import jax
@@ -155,19 +158,20 @@ def run_keys(c, num_alphas: int, purpose: int, round_index: int):
 
 
 def initial_masks(c, ds: data.Dataset, num_alphas: int) -> np.ndarray:
-    """[R, N] bool: the dataset's recorded initial set (Jacquard) or ``c.initial`` random pool
-    examples per seed (the same for every strategy and alpha)."""
+    """[R, N] bool: ``c.initial`` random pool examples per seed (the same for every strategy
+    and alpha), or, when ``c.initial`` is None, the dataset's recorded initial set (Jacquard)."""
     n = len(ds.pool)
     masks = np.zeros((c.seeds, n), bool)
-    for s in range(c.seeds):
-        if ds.initial is not None and c.initial is None:
-            masks[s, ds.initial] = True
-            continue
-        count = c.initial if c.initial is not None else protocols.PROTOCOLS[c.dataset]["initial"]
-        if not 0 < count <= n:
-            raise ValueError(f"initial labelled count {count} must be in 1..{n} (pool size)")
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(seed_key(c, s))))
-        masks[s, rng.choice(n, count, replace=False)] = True
+    if c.initial is None:
+        if ds.initial is None:
+            raise ValueError(f"{c.dataset} records no initial labelled set: set --initial")
+        masks[:, ds.initial] = True
+    elif not 0 < c.initial <= n:
+        raise ValueError(f"initial labelled count {c.initial} must be in 1..{n} (pool size)")
+    else:
+        for s in range(c.seeds):
+            rng = np.random.default_rng(np.asarray(jax.random.key_data(seed_key(c, s))))
+            masks[s, rng.choice(n, c.initial, replace=False)] = True
     return np.tile(masks, (num_alphas, 1))
 
 
@@ -399,9 +403,27 @@ def _select(ctx: _Context, ls: LoopState, record: dict, targets):
 
 
 def _save(ctx: _Context, ls: LoopState):
-    save_round(ctx.workdir, ctx.c, ls, ctx.ds)  # orbax: every process takes part
-    if jax.process_index() == 0:  # the other hosts hold the same numbers
-        write_results(ctx.workdir, ctx.c, ls.history)
+    with _sigint_deferred():
+        save_round(ctx.workdir, ctx.c, ls, ctx.ds)  # orbax: every process takes part
+        if jax.process_index() == 0:  # the other hosts hold the same numbers
+            write_results(ctx.workdir, ctx.c, ls.history)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C during a save takes effect once the round is completely written (orbax's
+    background threads and the results files are never cut off half-way)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _finished(c, ls: LoopState) -> bool:
@@ -432,7 +454,7 @@ def results_for_alpha(c, history: list, a: int) -> dict:
         rounds.append(
             {
                 "round": rec["round"],
-                "labeled": rec["labeled"][sl][0] if s else 0,
+                "labeled": rec["labeled"][a * s],
                 "accuracy": rec["accuracy_all"][sl],
                 "selected": rec["selected"][sl] if rec["selected"] else [],
             }
