@@ -14,7 +14,6 @@ Kernels here are stored ``[kh, kw, in, out]``: ``kernel[a, b, i, o]`` is PyTorch
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +51,15 @@ def conv_transpose_reference(x, kernel, stride: int, padding: int, output_paddin
     )
 
 
+def _kernel_blocks(kernel, stride: int):
+    """[k, k, Cin, Cout] -> [M, s, M, s, Cin, Cout] with tap a = s*m + r, zero-padded to
+    M = ceil(k/s) blocks: the layout both sub-pixel rewrites start from."""
+    k, _, cin, cout = kernel.shape
+    m = math.ceil(k / stride)
+    kp = jnp.pad(kernel, ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
+    return kp.reshape(m, stride, m, stride, cin, cout)
+
+
 def _phase_kernel(kernel, stride: int):
     """[k, k, Cin, Cout] scatter kernel -> [M, M, Cin, s*s*Cout] correlation kernel, M = ceil(k/s).
 
@@ -59,41 +67,18 @@ def _phase_kernel(kernel, stride: int):
     ``sum_{m, n} x[q - m, q' - n] * kernel[r + s*m, c + s*n]``: a correlation of the input with
     the phase's sub-kernel flipped in space.
     """
-    k, _, cin, cout = kernel.shape
-    m = math.ceil(k / stride)
-    kp = jnp.pad(kernel, ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
-    # [m, s, m, s, Cin, Cout]: tap index a = s*m_idx + r.
-    kp = kp.reshape(m, stride, m, stride, cin, cout)
+    kp = _kernel_blocks(kernel, stride)
+    m, _, _, _, cin, cout = kp.shape
     kp = kp[::-1, :, ::-1, :]  # flip the taps: scatter -> correlation
     # Output channel order (r, c, Cout) so that depth-to-space is a plain reshape.
     kp = kp.transpose(0, 2, 4, 1, 3, 5)
     return kp.reshape(m, m, cin, stride * stride * cout)
 
 
-class PhaseImage(NamedTuple):
-    """An image stored as its ``s x s`` sub-pixel phases.
-
-    ``phases[b, q, t, r, c, :]`` is pixel ``(s*q + r - off_h, s*t + c - off_w)`` of the image,
-    which is ``height x width``: [B, nh, nw, s, s, C].
-    """
-
-    phases: jax.Array
-    off_h: int
-    off_w: int
-    height: int
-    width: int
-
-    def to_image(self):
-        """Depth-to-space and crop: -> [B, height, width, C]."""
-        b, nh, nw, s, _, c = self.phases.shape
-        y = self.phases.transpose(0, 1, 3, 2, 4, 5).reshape(b, nh * s, nw * s, c)
-        return y[:, self.off_h : self.off_h + self.height, self.off_w : self.off_w + self.width]
-
-
-def conv_transpose_phase_image(x, kernel, stride: int, padding: int, output_padding: int):
-    """PyTorch ``ConvTranspose2d`` (no bias) as a `PhaseImage`: one VALID convolution with
-    ``s*s*Cout`` output channels, no zero-dilated input. x [B, H, W, Cin], kernel [k, k, Cin,
-    Cout]."""
+def conv_transpose_phases(x, kernel, stride: int, padding: int, output_padding: int):
+    """The same function as `conv_transpose_reference`, computed as one VALID convolution with
+    ``s*s*Cout`` output channels (no zero-dilated input) and a depth-to-space shuffle.
+    x [B, H, W, Cin], kernel [k, k, Cin, Cout] -> [B, H', W', Cout]."""
     b, h, w, _ = x.shape
     k, _, _, cout = kernel.shape
     m = math.ceil(k / stride)
@@ -105,13 +90,11 @@ def conv_transpose_phase_image(x, kernel, stride: int, padding: int, output_padd
     # Cell q needs x[q - m + 1 .. q]: pad so that VALID output index j is cell q0 + j.
     pads = [(0, 0, 0), (m - 1 - q0_h, q1_h - h, 0), (m - 1 - q0_w, q1_w - w, 0), (0, 0, 0)]
     y = conv_valid(lax.pad(x, jnp.zeros((), x.dtype), pads), _phase_kernel(kernel, stride))
-    y = y.reshape(b, q1_h - q0_h, q1_w - q0_w, stride, stride, cout)
-    return PhaseImage(y, padding - q0_h * stride, padding - q0_w * stride, out_h, out_w)
-
-
-def conv_transpose_phases(x, kernel, stride: int, padding: int, output_padding: int):
-    """The same function as `conv_transpose_reference`, computed in the sub-pixel form."""
-    return conv_transpose_phase_image(x, kernel, stride, padding, output_padding).to_image()
+    nh, nw = q1_h - q0_h, q1_w - q0_w
+    y = y.reshape(b, nh, nw, stride, stride, cout).transpose(0, 1, 3, 2, 4, 5)
+    y = y.reshape(b, nh * stride, nw * stride, cout)
+    off_h, off_w = padding - q0_h * stride, padding - q0_w * stride
+    return y[:, off_h : off_h + out_h, off_w : off_w + out_w]
 
 
 def conv_valid(x, kernel):
@@ -146,12 +129,11 @@ def conv_valid(x, kernel):
 
 
 def space_to_depth_kernel(kernel, stride: int):
-    """[k, k, Cin, Cout] -> [M, M, s*s*Cin, Cout], M = ceil(k/s), matching `space_to_depth`."""
-    k, _, cin, cout = kernel.shape
-    m = math.ceil(k / stride)
-    kp = jnp.pad(kernel, ((0, m * stride - k), (0, m * stride - k), (0, 0), (0, 0)))
-    kp = kp.reshape(m, stride, m, stride, cin, cout).transpose(0, 2, 1, 3, 4, 5)
-    return kp.reshape(m, m, stride * stride * cin, cout)
+    """[k, k, Cin, Cout] -> [M, M, s*s*Cin, Cout], M = ceil(k/s): the kernel of the stride-1
+    conv that `conv` runs on the space-to-depth input (channel order (r, c, Cin))."""
+    kp = _kernel_blocks(kernel, stride)
+    m, _, _, _, cin, cout = kp.shape
+    return kp.transpose(0, 2, 1, 3, 4, 5).reshape(m, m, stride * stride * cin, cout)
 
 
 def conv(x, kernel, stride: int, padding: int):
