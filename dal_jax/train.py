@@ -371,9 +371,13 @@ class Trainer:
         hparams["num_steps"] = jnp.full(masks.shape[:1], num_steps, jnp.float32)
         # Plug-ins see the progress through THIS call's steps (a warm-started round too).
         hparams["start_step"] = jnp.asarray(states.step, jnp.float32)
+        # Chunks are whole programs of steps_per_call steps, so a chunk never needs the
+        # single-step program (only a round whose length is not a multiple does).
+        per_call = max(1, self.config.steps_per_call)
+        chunk = max(per_call, self.config.chunk_steps // per_call * per_call)
         done, metrics = 0, {}
         while done < num_steps:
-            n = min(self.config.chunk_steps, num_steps - done)
+            n = min(chunk, num_steps - done)
             start = distributed.gather(states.step)
             states, metrics = self.train_chunk(states, inputs, targets, masks, hparams, keys, n)
             loss = distributed.gather(metrics["loss"])
