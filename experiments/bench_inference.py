@@ -47,8 +47,16 @@ def _frame(rng) -> tuple[np.ndarray, str]:
     return depth, f"{source}, {holes.mean():.1%} holes"
 
 
-def _stats(times_s) -> tuple[float, float]:
-    t = np.asarray(times_s) * 1e3
+def _timed(fn, reps: int, warmup: int = 3) -> tuple[float, float]:
+    """Median and p90 milliseconds of ``fn()`` over ``reps`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    t = np.asarray(times) * 1e3
     return round(float(np.median(t)), 2), round(float(np.percentile(t, 90)), 2)
 
 
@@ -65,14 +73,7 @@ def bench_detect(reps: int = 50) -> dict:
     t0 = time.perf_counter()
     det = inference.GraspDetector(params, image_size=300)
     compile_s = time.perf_counter() - t0
-    for _ in range(3):
-        det.detect(depth)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        det.detect(depth)
-        times.append(time.perf_counter() - t0)
-    med, p90 = _stats(times)
+    med, p90 = _timed(lambda: det.detect(depth), reps)
     return {
         "bench": "detect",
         "impl": "jax",
@@ -101,15 +102,8 @@ def bench_torch_forward(reps: int = 50, threads: int = 2) -> dict | None:
     torch.manual_seed(0)
     net = mod.GGCNN().eval()
     x = torch.randn(1, 1, 300, 300)
-    times = []
     with torch.no_grad():
-        for _ in range(3):
-            net(x)
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            net(x)
-            times.append(time.perf_counter() - t0)
-    med, p90 = _stats(times)
+        med, p90 = _timed(lambda: net(x), reps)
     return {
         "bench": "detect",
         "impl": "torch_forward",
