@@ -14,6 +14,7 @@ A converted PyTorch model (`dal_jax.convert_torch`) is the same layout with one 
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Any
 
@@ -109,29 +110,159 @@ def restore_meta(workdir, round_index: int | None = None) -> tuple[int, dict]:
     return round_index, meta["meta"]
 
 
+def _short_error(e: BaseException, limit: int = 300) -> str:
+    """One line of an Orbax / TensorStore error: its first line without the JSON spec dump
+    TensorStore appends (``[tensorstore_spec=...]``), at most ``limit`` characters."""
+    text = str(e).strip() or type(e).__name__
+    text = text.split(" [tensorstore_spec=", 1)[0].splitlines()[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_LEFTOVER_FILTERS = []  # installed once per process, by the first `load_ggcnn`
+# Words in the paths and messages of Orbax / TensorStore read errors.
+_ORBAX_MARKERS = ("orbax", "tensorstore", "OCDBT", "ocdbt", "zarr")
+
+
+def _from_orbax(exc: BaseException | None, obj=None) -> bool:
+    """Whether an exception (or the coroutine it escaped from) belongs to an Orbax/TensorStore
+    read: its traceback or message points into them, or it is asyncio's "Event loop is closed"
+    raised when a TensorStore callback outlives Orbax's event loop."""
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        return True
+    code = getattr(obj, "cr_code", None)
+    files = [code.co_filename] if code is not None else []
+    tb = getattr(exc, "__traceback__", None)
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    text = " ".join(files) + " " + (str(exc)[:2000] if exc is not None else "")
+    return any(m in text for m in _ORBAX_MARKERS)
+
+
+def _filter_failed_read_leftovers() -> None:
+    """A failed Orbax restore leaves reads in flight; their callbacks, tasks and coroutines,
+    finished or collected later (up to interpreter exit), print hundreds of lines around the
+    one-line error: "Exception ignored in: <coroutine ...>", "RuntimeError: Event loop is
+    closed", "Task exception was never retrieved", "coroutine ... was never awaited". This
+    drops exactly those (everything else is still shown); a successful restore prints none."""
+    import sys
+    import warnings
+
+    if _LEFTOVER_FILTERS:
+        return
+    previous = sys.unraisablehook
+
+    def unraisablehook(u):
+        if not _from_orbax(u.exc_value, u.object):
+            previous(u)
+
+    class _AsyncioFilter(logging.Filter):
+        def filter(self, record):
+            exc = record.exc_info[1] if record.exc_info else None
+            msg = record.getMessage()
+            return not (any(m in msg for m in _ORBAX_MARKERS) or _from_orbax(exc))
+
+    sys.unraisablehook = unraisablehook
+    logging.getLogger("asyncio").addFilter(_AsyncioFilter())
+    warnings.filterwarnings(
+        "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning,
+        module="orbax",
+    )  # fmt: skip
+    _LEFTOVER_FILTERS.append(unraisablehook)
+
+
+def _best_seed(accuracy, num_seeds: int, where) -> int:
+    """The seed with the best recorded accuracy (null = a collapsed run, never chosen); 0 when
+    none is recorded (a converted model)."""
+    if not accuracy:
+        return 0
+    try:
+        acc = np.asarray(accuracy, np.float64).reshape(-1)  # null -> NaN
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"checkpoint at {where}: meta 'accuracy' is not a list of numbers; pass --seed"
+        ) from None
+    if len(acc) != num_seeds:
+        raise ValueError(
+            f"checkpoint at {where}: meta 'accuracy' has {len(acc)} entries but the checkpoint "
+            f"holds {num_seeds} seeds; pass --seed"
+        )
+    finite = np.isfinite(acc)
+    return int(np.argmax(np.where(finite, acc, -np.inf))) if finite.any() else 0
+
+
 def load_ggcnn(path, round_index: int | None = None, seed: int | None = None):
     """GG-CNN parameters of one seed from a run's workdir (or a converted model).
 
     ``seed``: index along the seed axis; None picks the seed with the best test accuracy
     recorded in the round's metadata (``meta["accuracy"]``, one float per seed), or seed 0
     when there is none. Returns (params pytree of NumPy arrays, meta dict, seed index).
+
+    Raises FileNotFoundError (nothing there, no such round) or ValueError with one line
+    naming the checkpoint folder: truncated / corrupt files, or a checkpoint that holds no
+    GG-CNN (another program's Orbax checkpoint).
     """
     path = pathlib.Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    where = checkpoint_dir(path)
     try:
-        round_index, state, _, meta = restore(path, round_index)
-    except (FileNotFoundError, ValueError):
-        raise
-    except Exception as e:  # orbax raises many kinds on a corrupt folder
-        raise ValueError(f"checkpoint at {checkpoint_dir(path)} cannot be read: {e}") from e
-    stacked = state["params"]["ggcnn"]
-    num_seeds = int(np.shape(jax.tree.leaves(stacked)[0])[0])
+        available = rounds(path)
+    except Exception as e:  # noqa: BLE001 - orbax raises many kinds on a foreign folder
+        raise ValueError(
+            f"{where} is not a readable checkpoint folder: {_short_error(e)}"
+        ) from None
+    if not available:
+        raise FileNotFoundError(
+            f"no checkpoint found under {where}: expected a run's workdir (experiments.main) "
+            "or a folder written by dal_jax.convert_torch"
+        )
+    if round_index is not None and round_index not in available:
+        raise FileNotFoundError(
+            f"no checkpoint for round {round_index} under {where}; available rounds: {available}"
+        )
+    chosen = available[-1] if round_index is None else round_index
+    failure = None
+    _filter_failed_read_leftovers()
+    try:
+        chosen, state, _, meta = restore(path, chosen)
+    except Exception as e:  # noqa: BLE001 - orbax / tensorstore raise many kinds on bad files
+        failure = _short_error(e)
+    if failure is not None:  # outside the except block, so the traceback can be collected
+        import gc
+
+        gc.collect()  # the failed read's leftovers, now (filtered) rather than at exit
+        others = [r for r in available if r != chosen]
+        hint = f", or load another round with --round (available: {others})" if others else ""
+        raise ValueError(
+            f"checkpoint at {where} (round {chosen}) is truncated or corrupt: {failure}. "
+            f"Copy it again{hint}"
+        )
+    if not isinstance(meta, dict):  # a file's content, not an argument: ValueError
+        raise ValueError(  # noqa: TRY004
+            f"checkpoint at {where} (round {chosen}): its meta is not a JSON object"
+        )
+    try:
+        stacked = state["params"]["ggcnn"]
+    except (KeyError, TypeError, IndexError):
+        keys = (
+            list(state["params"])
+            if isinstance(state, dict) and isinstance(state.get("params"), dict)
+            else (list(state) if isinstance(state, dict) else type(state).__name__)
+        )
+        raise ValueError(
+            f"checkpoint at {where} holds no GG-CNN parameters (its state has {keys}, not "
+            "params/ggcnn): pass a run's workdir from experiments.main or a folder written by "
+            "dal_jax.convert_torch"
+        ) from None
+    leaves = jax.tree.leaves(stacked)
+    if not leaves or np.ndim(leaves[0]) < 1:
+        raise ValueError(f"checkpoint at {where}: params/ggcnn holds no per-seed arrays")
+    num_seeds = int(np.shape(leaves[0])[0])
     if seed is None:
-        acc = meta.get("accuracy")
-        seed = int(np.argmax(acc)) if acc else 0
+        seed = _best_seed(meta.get("accuracy"), num_seeds, where)
     if not 0 <= seed < num_seeds:
         raise ValueError(f"seed index {seed} out of range: the checkpoint holds {num_seeds} seeds")
     params = jax.tree.map(lambda a: np.asarray(a)[seed], stacked)
-    meta = dict(meta, round=round_index)
+    meta = dict(meta, round=chosen)
     return params, meta, seed

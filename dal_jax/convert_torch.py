@@ -79,6 +79,7 @@ def convert(state_dict_path, out_dir) -> dict:
         "source": f"torch:{path.name}",
         "in_channels": int(in_channels),
         "image_size": 300,
+        "input_scale": 1.0,  # the original GG-CNN was trained on depth in metres
         "accuracy": [],
         "strategy": None,
         "dataset": None,

@@ -36,7 +36,6 @@ from dal_jax import grasp
 from dal_jax.preprocess import normalise_depth, normalise_rgb
 
 NAMES = ("cornell", "cornell_noisy", "jacquard_subset", "synthetic_grasps")
-MAX_WIDTH = 150.0  # the opening (pixels) that maps to a width target of 1
 
 
 @dataclasses.dataclass
@@ -125,8 +124,8 @@ def make_targets(rects, mask=None, shape=(300, 300)) -> np.ndarray:
       rects: [G, 4, 2] (row, col); mask: [G] bool of valid rows, or None (all valid);
       shape: (H, W).
     Returns:
-      [H, W, 4] float32: pos, cos(2 angle), sin(2 angle), clip(opening, 0, 150) / 150.
-      Background: 0, 1, 0, 0.
+      [H, W, 4] float32: pos, cos(2 angle), sin(2 angle), clip(opening, 0, s) / s with
+      s = `grasp.width_scale` (H) (150 at 300 px). Background: 0, 1, 0, 0.
     """
     rects = np.asarray(rects, np.float64).reshape(-1, 4, 2)
     if mask is not None:
@@ -146,8 +145,9 @@ def make_targets(rects, mask=None, shape=(300, 300)) -> np.ndarray:
             pos[rs, cs][m] = 1.0
             ang[rs, cs][m] = a
             width[rs, cs][m] = o
+    scale = grasp.width_scale(h)
     return np.stack(
-        [pos, np.cos(2 * ang), np.sin(2 * ang), np.clip(width, 0, MAX_WIDTH) / MAX_WIDTH], axis=-1
+        [pos, np.cos(2 * ang), np.sin(2 * ang), np.clip(width, 0, scale) / scale], axis=-1
     ).astype(np.float32)
 
 

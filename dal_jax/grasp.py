@@ -22,6 +22,17 @@ import math
 
 import numpy as np
 
+REFERENCE_SIZE = 300  # the image side GG-CNN's constants were set for
+WIDTH_SCALE = 150.0  # the opening (px) that a width output of 1 means, at REFERENCE_SIZE
+
+
+def width_scale(size: int) -> float:
+    """The opening (px) that a width output of 1 means in a ``size`` image: 150 px at the
+    reference 300 px, scaled with the image, so a small image's openings are not squeezed into
+    a few hundredths of the width output (at 96 px the synthetic openings of 14-27 px were
+    targets of 0.09-0.18 and the width head barely learned)."""
+    return WIDTH_SCALE * int(size) / REFERENCE_SIZE
+
 
 def _xp(*arrays):
     """NumPy for NumPy input, jax.numpy when any input is a JAX array or tracer."""
@@ -118,31 +129,113 @@ def parse_cornell(text: str, round_to_int: bool = True):
 
     Four ``x y`` lines make a rectangle. Like the reference loader, coordinates are rounded to
     whole pixels (``round_to_int``); a rectangle with a NaN or unparsable value is skipped.
-    CRLF line endings, blank lines and a last line without a newline are accepted.
+    CRLF line endings, blank lines and a last line without a newline are accepted. A file whose
+    line count is not a multiple of 4 has lost (or gained) a line somewhere, so its grouping
+    into rectangles is checked; see `parse_cornell_report`.
 
     Returns:
       rects: [G, 4, 2] float64 (row, col); skipped: number of rectangles skipped.
     """
-    lines = [ln.strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln]
-    rects, skipped = [], 0
-    for i in range(0, len(lines) - len(lines) % 4, 4):
-        try:
-            pts = []
-            for ln in lines[i : i + 4]:
-                x_str, y_str = ln.split()
-                x, y = float(x_str), float(y_str)
-                if not (math.isfinite(x) and math.isfinite(y)):
-                    raise ValueError(ln)
-                pts.append((y, x))
-        except ValueError:
-            skipped += 1
-            continue
-        rects.append(pts)
-    if len(lines) % 4:
-        skipped += 1  # a dangling partial rectangle
+    rects, skipped, _ = parse_cornell_report(text, round_to_int)
+    return rects, skipped
+
+
+def plausible_rect(pts) -> bool:
+    """Whether 4 corners [4, 2] in order form a (nearly) proper rectangle: the diagonals bisect
+    each other and have equal lengths (within max(3 px, 15 % of the diagonal), generous enough
+    for hand-drawn Cornell rectangles rounded to whole pixels), and the area is close to the
+    product of two adjacent sides (not degenerate, not self-crossing)."""
+    p = np.asarray(pts, np.float64)
+    if p.shape != (4, 2) or not np.isfinite(p).all():
+        return False
+    d02, d13 = np.hypot(*(p[2] - p[0])), np.hypot(*(p[3] - p[1]))
+    tol = max(3.0, 0.15 * max(d02, d13))
+    if np.hypot(*(p[0] + p[2] - p[1] - p[3])) > tol or abs(d02 - d13) > tol:
+        return False
+    sides = np.hypot(*(np.roll(p, -1, axis=0) - p).T)
+    if sides.min() < 1.0:
+        return False
+    x, y = p[:, 0], p[:, 1]
+    area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return bool(area >= 0.7 * sides[0] * sides[1])
+
+
+def parse_cornell_report(text: str, round_to_int: bool = True):
+    """`parse_cornell` with the reasons: returns (rects [G, 4, 2], skipped, notes [str]).
+
+    When the number of coordinate lines is a multiple of 4 the file is grouped four by four
+    (the reference loader's rule). Otherwise a line was lost or added somewhere and every
+    group after that place mixes the corners of two rectangles, so the grouping is rebuilt:
+
+    * groups before the gap are aligned with the file's start, groups after it with its end
+      (the ``len % 4`` left-over lines are the broken rectangle);
+    * the gap is placed where the most groups form a plausible rectangle (`plausible_rect`);
+      if several places explain the file equally well, the groups between them are ambiguous
+      (a shifted group of a near-duplicate rectangle can look plausible) and are skipped;
+    * groups that are not a plausible rectangle are skipped too.
+
+    Skipped rectangles are counted (the broken one included) and described in ``notes``.
+    """
+    numbered = [(no, ln.strip()) for no, ln in enumerate(text.splitlines(), 1)]
+    numbered = [(no, ln) for no, ln in numbered if ln]
+    pts = [_cornell_point(ln) for _, ln in numbered]
+    n = len(pts)
+    r, g_count = n % 4, n // 4
+
+    def group(start):
+        block = pts[start : start + 4]
+        return None if any(q is None for q in block) else block
+
+    if r == 0:
+        groups = [group(4 * i) for i in range(g_count)]
+        rects = [b for b in groups if b is not None]
+        skipped = g_count - len(rects)
+        notes = [f"{skipped} rectangle(s) with NaN or malformed values"] if skipped else []
+        return _cornell_out(rects, round_to_int), skipped, notes
+
+    head = [group(4 * i) for i in range(g_count)]  # aligned with the start
+    tail = [group(4 * i + r) for i in range(g_count)]  # aligned with the end
+    ok_head = [b is not None and plausible_rect(b) for b in head]
+    ok_tail = [b is not None and plausible_rect(b) for b in tail]
+    scores = [sum(ok_head[:g]) + sum(ok_tail[g:]) for g in range(g_count + 1)]
+    best = max(scores)
+    tied = [g for g, sc in enumerate(scores) if sc == best]
+    lo, hi = tied[0], tied[-1]
+    rects = [head[i] for i in range(lo) if ok_head[i]]
+    rects += [tail[i] for i in range(hi, g_count) if ok_tail[i]]
+    skipped = g_count + 1 - len(rects)
+    where = numbered[min(4 * lo, n - 1)][0]
+    if lo == g_count:
+        place = f"the last rectangle (from line {where}) is incomplete"
+    elif lo == hi:
+        place = f"a line is missing or extra in the rectangle starting at line {where}"
+    else:
+        end_line = numbered[min(4 * hi + r, n) - 1][0]
+        place = (
+            f"a line is missing or extra somewhere in lines {where}..{end_line}, whose "
+            "grouping is ambiguous"
+        )
+    note = (
+        f"{n} coordinate lines, not a multiple of 4: {place}; {skipped} rectangle(s) skipped "
+        f"(incomplete, not a plausible rectangle, or ambiguous), {len(rects)} kept"
+    )
+    notes = [note]
+    return _cornell_out(rects, round_to_int), skipped, notes
+
+
+def _cornell_point(line: str):
+    """``x y`` -> (row, col) floats, or None for a malformed or non-finite line."""
+    try:
+        x_str, y_str = line.split()
+        x, y = float(x_str), float(y_str)
+    except ValueError:
+        return None
+    return (y, x) if math.isfinite(x) and math.isfinite(y) else None
+
+
+def _cornell_out(rects, round_to_int: bool) -> np.ndarray:
     out = np.asarray(rects, dtype=np.float64).reshape(-1, 4, 2)
-    return (np.round(out) if round_to_int else out), skipped
+    return np.round(out) if round_to_int else out
 
 
 def format_cornell(rects) -> str:

@@ -35,6 +35,12 @@ CLI::
 
     python -m dal_jax.inference --checkpoint=DIR --depth=FILE [--rgb=FILE] [--json]
         [--png=OUT.png] [--top_k=N] [--roi=TOP,LEFT,SIZE] [--intrinsics=FX,FY,CX,CY]
+        [--depth_scale=METRES_PER_UNIT]
+
+Depth units are decided from the stored dtype and values before any cast (integer =
+millimetres; float = metres, or millimetres with a warning when the median valid pixel is above
+20; implausible ranges refused); ``--depth_scale`` overrides that. Bad input (a missing or
+corrupt file or checkpoint, a bad flag) prints one ``error: ...`` line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -44,9 +50,11 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import pathlib
 import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +63,9 @@ import numpy as np
 from dal_jax import evaluate, grasp, models, preprocess
 
 DEPTH_WINDOW = 5  # half-size of the window the grasp's depth is taken from (11 x 11 px)
+#: Most grasps one call may ask for: the program is compiled per top_k and its peak search
+#: grows with it (top_k=1000 compiles for minutes); a frame never has that many useful peaks.
+MAX_TOP_K = 100
 
 
 # ----------------------------------------------------------------------------- results
@@ -158,19 +169,19 @@ def _blur_at_f32(img, r, c, sigma: float):
     return w @ img[rows[:, None], cols[None, :]] @ w
 
 
-_MODEL = models.GGCNN(fast=True)
-
-
-@functools.partial(jax.jit, static_argnames=("top_k", "with_maps"))
-def _run(params, x, top_k: int, with_maps: bool = False):
+@functools.partial(jax.jit, static_argnames=("top_k", "with_maps", "input_scale"))
+def _run(params, x, top_k: int, with_maps: bool = False, input_scale: float = 1.0):
     """Network + post-processing of one normalised input x [N, N, C].
 
     Returns (rows, cols [k] int32, angle, opening, quality [k] float32, valid [k] bool) and,
-    with ``with_maps``, the raw network maps [N, N, 4].
+    with ``with_maps``, the raw network maps [N, N, 4]. ``input_scale``: the model's (from
+    the checkpoint's metadata).
     """
-    preds = _MODEL.apply({"params": params}, x[None])[0][0].astype(jnp.float32)
+    model = models.GGCNN(fast=True, input_scale=input_scale)
+    preds = model.apply({"params": params}, x[None])[0][0].astype(jnp.float32)
     q = _blur_f32(preds[..., 0], evaluate.Q_SIGMA)
-    rows, cols, valid = evaluate.top_peaks(q, evaluate.peak_mask(q), top_k, evaluate.MIN_DISTANCE)
+    d = evaluate.peak_distance(min(q.shape))
+    rows, cols, valid = evaluate.top_peaks(q, evaluate.peak_mask(q, d), top_k, d)
     ang_map = evaluate.angle_map(preds)
     wid_map = evaluate.width_map(preds)
 
@@ -202,28 +213,59 @@ def _parse_intrinsics(intrinsics):
     return vals
 
 
-def as_depth_metres(depth) -> np.ndarray:
+@functools.cache
+def _ggcnn_shapes(in_channels: int) -> dict:
+    """{parameter path: shape} of this code's GG-CNN (traced, not compiled)."""
+    x = jax.ShapeDtypeStruct((1, 48, 48, in_channels), jnp.float32)
+    want = jax.eval_shape(lambda x: models.GGCNN().init(jax.random.key(0), x), x)["params"]
+    return {jax.tree_util.keystr(k): v.shape for k, v in jax.tree.leaves_with_path(want)}
+
+
+def _check_ggcnn_shapes(params, in_channels: int, path) -> None:
+    """ValueError naming ``path`` and the first differing parameter when ``params`` is not a
+    GG-CNN of this code (a foreign or older architecture would fail inside Flax instead)."""
+    want_flat = _ggcnn_shapes(in_channels)
+    try:
+        got_flat = {
+            jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree.leaves_with_path(params)
+        }
+    except Exception as e:  # noqa: BLE001 - any non-tree is simply "not a GG-CNN"
+        raise ValueError(f"checkpoint at {path} holds no GG-CNN parameters ({e})") from None
+    for key in sorted(want_flat.keys() | got_flat.keys()):
+        if want_flat.get(key) != got_flat.get(key):
+            raise ValueError(
+                f"checkpoint at {path}: its GG-CNN parameters do not match this code's GG-CNN "
+                f"({key}: shape {got_flat.get(key)} in the checkpoint, {want_flat.get(key)} "
+                "expected); was it written by another version or architecture?"
+            )
+
+
+def as_depth_metres(
+    depth, depth_scale: float | None = None, name: str = "depth frame", allow_empty: bool = True
+) -> np.ndarray:
     """Validates a depth frame and returns it as [H, W] float32 metres.
 
-    Accepts [H, W] or [H, W, 1]; floating dtypes are metres, integer dtypes millimetres (the
-    Kinect's 16UC1 images). Raises ValueError with the reason for anything else.
+    Accepts [H, W] or [H, W, 1]. Units are decided from the stored dtype and values before any
+    cast (`dal_jax.preprocess.depth_to_metres`): integer dtypes are millimetres (the Kinect's
+    16UC1 images), floats metres unless their valid median is above 20 (then millimetres, with
+    a warning); ``depth_scale`` (metres per stored unit) overrides that. A frame without any
+    valid pixel passes (the detector answers "no valid depth") unless ``allow_empty=False``.
+    Raises ValueError with the reason (naming ``name``) for anything else.
     """
     if depth is None:
-        raise ValueError("depth frame is None")
+        raise ValueError(f"{name} is None")
     d = np.asarray(depth)
     if d.ndim == 3 and d.shape[-1] == 1:
         d = d[..., 0]
     if d.ndim != 2:
-        raise ValueError(f"depth frame must be [H, W] (or [H, W, 1]); got shape {d.shape}")
+        raise ValueError(f"{name} must be [H, W] (or [H, W, 1]); got shape {d.shape}")
     if d.size == 0:
-        raise ValueError(f"depth frame is empty (shape {d.shape})")
-    if d.dtype.kind == "f":
-        return d.astype(np.float32, copy=False)
-    if d.dtype.kind in "iu":
-        return d.astype(np.float32) * np.float32(0.001)  # millimetres
-    raise ValueError(
-        f"depth frame dtype must be float (metres) or integer (millimetres); got {d.dtype}"
-    )
+        raise ValueError(f"{name} is empty (shape {d.shape})")
+    if d.dtype.kind not in "fiu":
+        raise ValueError(
+            f"{name} dtype must be float (metres) or integer (millimetres); got {d.dtype}"
+        )
+    return preprocess.depth_to_metres(d, depth_scale, name=name, allow_empty=allow_empty)
 
 
 class GraspDetector:
@@ -236,6 +278,9 @@ class GraspDetector:
       intrinsics: default camera (fx, fy, cx, cy) in pixels, or None.
       meta: the checkpoint's metadata (kept for reference), seed: the seed index loaded.
       warmup: compile the program now (takes a few seconds) rather than on the first frame.
+      input_scale: the factor the model multiplies its input by (the checkpoint's
+        ``input_scale``; 1 for checkpoints written before it was recorded and for converted
+        PyTorch weights).
     """
 
     def __init__(
@@ -247,8 +292,12 @@ class GraspDetector:
         meta: dict | None = None,
         seed: int | None = None,
         warmup: bool = True,
+        input_scale: float = 1.0,
     ):
         self.image_size = int(image_size)
+        self.input_scale = float(input_scale)
+        if not (math.isfinite(self.input_scale) and self.input_scale > 0):
+            raise ValueError(f"input_scale must be a positive number; got {input_scale!r}")
         self.in_channels = int(in_channels)
         if self.in_channels not in (1, 4):
             raise ValueError(f"in_channels must be 1 (depth) or 4 (RGB-D); got {in_channels}")
@@ -278,16 +327,23 @@ class GraspDetector:
             kernel = params["encoder"]["conv1"]["kernel"]  # [9, 9, C, 32]
         except (KeyError, TypeError) as e:
             raise ValueError(f"checkpoint at {path} holds no GG-CNN parameters ({e})") from e
-        in_channels = int(meta.get("in_channels", np.shape(kernel)[2]))
+        try:
+            in_channels = int(meta.get("in_channels", np.shape(kernel)[2]))
+            image_size = int(meta.get("image_size", 300))
+            input_scale = float(meta.get("input_scale", 1.0))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"checkpoint at {path}: unreadable metadata ({e})") from None
         if in_channels != np.shape(kernel)[2]:
             raise ValueError(
                 f"checkpoint at {path}: meta says {in_channels} input channels but conv1 "
                 f"takes {np.shape(kernel)[2]}"
             )
+        _check_ggcnn_shapes(params, in_channels, path)
         return cls(
             params,
-            image_size=int(meta.get("image_size", 300)),
+            image_size=image_size,
             in_channels=in_channels,
+            input_scale=input_scale,
             meta=meta,
             seed=seed,
             **kwargs,
@@ -299,7 +355,9 @@ class GraspDetector:
         # Same argument kinds as `analyse` (host array, explicit keywords), or jit would
         # trace a second program on the first real frame.
         x = np.zeros((n, n, self.in_channels), np.float32)
-        jax.block_until_ready(_run(self.params, x, top_k=top_k, with_maps=False))
+        jax.block_until_ready(
+            _run(self.params, x, top_k=top_k, with_maps=False, input_scale=self.input_scale)
+        )
 
     # ------------------------------------------------------------------------- frames
     def _region(self, shape, roi) -> tuple[int, int, int]:
@@ -363,8 +421,8 @@ class GraspDetector:
         """
         t0 = time.perf_counter()
         top_k = int(top_k)
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1; got {top_k}")
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be in 1..{MAX_TOP_K}; got {top_k}")
         depth = as_depth_metres(depth)
         intr = _parse_intrinsics(intrinsics) if intrinsics is not None else self.intrinsics
         filled, x, roi = self._inputs(depth, rgb, roi)
@@ -372,7 +430,9 @@ class GraspDetector:
         if x is None:
             timings = {"preprocess": (t1 - t0) * 1e3, "network": 0.0, "total": (t1 - t0) * 1e3}
             return Detection([], "no valid depth", roi, timings)
-        out = jax.device_get(_run(self.params, x, top_k=top_k, with_maps=maps))
+        out = jax.device_get(
+            _run(self.params, x, top_k=top_k, with_maps=maps, input_scale=self.input_scale)
+        )
         t2 = time.perf_counter()
         rows, cols, angle, opening, quality, valid = out[:6]
         top, left, size = roi
@@ -453,17 +513,20 @@ def cv2_resize_area(img: np.ndarray, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- files, figure
 
 
-def read_depth(path) -> np.ndarray:
-    """A depth file -> [H, W] float32 metres: .tiff/.tif (float metres), .png (16-bit,
-    millimetres) or .npy (float metres or integer millimetres). ValueError for anything else,
-    naming the file."""
+def read_depth(path, depth_scale: float | None = None) -> np.ndarray:
+    """A depth file -> [H, W] float32 metres: .tiff/.tif, .png (16-bit) or .npy. Units come
+    from the stored dtype and values (integer = millimetres, float = metres, float with a
+    valid median above 20 = millimetres with a warning; see `as_depth_metres`) unless
+    ``depth_scale`` (metres per stored unit) is given. FileNotFoundError when it is missing,
+    ValueError naming the file for anything unreadable, a file without any valid pixel or an
+    implausible depth range."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"depth file {path} does not exist")
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            d = preprocess.read_tiff(path)
+            d = preprocess.read_tiff_raw(path)
         elif suffix == ".npy":
             d = np.load(path, allow_pickle=False)
         elif suffix == ".png":
@@ -477,9 +540,14 @@ def read_depth(path) -> np.ndarray:
                 d = np.asarray(im).astype(np.uint16)
         else:
             raise ValueError(f"unknown depth file type {suffix!r} (.tiff, .png or .npy)")
-        return as_depth_metres(d)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read depth file {path}: {e}") from e
+    except (OSError, ValueError, EOFError) as e:
+        msg = str(e) or type(e).__name__
+        if isinstance(e, EOFError):
+            msg = f"the file is empty or truncated ({msg})"
+        if msg.startswith(str(path)):  # the TIFF reader names the file itself
+            raise ValueError(f"cannot read depth file {msg}") from e
+        raise ValueError(f"cannot read depth file {path}: {msg}") from e
+    return as_depth_metres(d, depth_scale, name=f"depth file {path}", allow_empty=False)
 
 
 def save_figure(path, depth, det: Detection, rgb=None):
@@ -532,37 +600,85 @@ def _ints(text, n=None):
     return vals
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (e.g. ``--depth_scale``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def check_output_file(path, flag: str) -> pathlib.Path:
+    """ValueError naming ``flag`` when ``path`` cannot be written (no such folder, a folder,
+    not writable): checked before any work is done, so nothing is computed in vain."""
+    out = pathlib.Path(path).expanduser()
+    parent = out.parent if str(out.parent) else pathlib.Path(".")
+    if out.is_dir():
+        raise ValueError(f"{flag}={path} is a folder; give a file name such as {out / 'out.png'}")
+    if not parent.is_dir():
+        raise ValueError(f"{flag}={path}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag}={path}: the folder {parent} is not writable")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m dal_jax.inference", description="Grasps in one depth frame."
     )
     ap.add_argument("--checkpoint", required=True, help="run workdir or checkpoints folder")
-    ap.add_argument("--depth", required=True, help=".tiff (m), .png (16-bit mm) or .npy")
+    ap.add_argument(
+        "--depth",
+        required=True,
+        help=".tiff / .npy (float metres or integer mm) or .png (16-bit mm)",
+    )
+    ap.add_argument(
+        "--depth_scale",
+        type=positive_float,
+        help="metres per stored depth unit (e.g. 0.001 for millimetres); default: decided from "
+        "the file's dtype and values (integer = mm, float = m, float with a median above 20 = mm)",
+    )
     ap.add_argument("--rgb", help="registered RGB image (RGB-D models; drawn in --png)")
     ap.add_argument("--seed", type=int, help="seed index (default: best test accuracy)")
     ap.add_argument("--round", type=int, help="round (default: the latest)")
-    ap.add_argument("--top_k", type=int, default=1)
+    ap.add_argument("--top_k", type=int, default=1, help=f"grasps to return (1..{MAX_TOP_K})")
     ap.add_argument("--roi", type=lambda s: _ints(s, 3), help="TOP,LEFT,SIZE (frame px)")
     ap.add_argument("--intrinsics", help="FX,FY,CX,CY (px): adds 3D positions in metres")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--png", help="write a figure of the frame, grasps and maps here")
     args = ap.parse_args(argv)
     try:
+        # Cheap checks first: a wrong flag or file must not wait for the checkpoint.
+        if not 1 <= args.top_k <= MAX_TOP_K:
+            raise ValueError(f"--top_k={args.top_k}: give 1..{MAX_TOP_K} grasps per frame")
+        try:
+            intrinsics = _parse_intrinsics(args.intrinsics)
+        except ValueError as e:
+            raise ValueError(f"--intrinsics={args.intrinsics}: {e}") from None
+        if args.png:
+            check_output_file(args.png, "--png")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", preprocess.DepthUnitsWarning)
+            depth = read_depth(args.depth, args.depth_scale)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        rgb = preprocess.read_rgb(args.rgb) if args.rgb else None
         det_ = GraspDetector.from_checkpoint(
             args.checkpoint,
             seed=args.seed,
             round_index=args.round,
-            intrinsics=args.intrinsics,
+            intrinsics=intrinsics,
             warmup=False,  # one frame: compile only the variant it needs
         )
-        depth = read_depth(args.depth)
-        rgb = preprocess.read_rgb(args.rgb) if args.rgb else None
         det = det_.analyse(depth, rgb, args.roi, args.top_k, maps=bool(args.png))
+        if args.png:
+            save_figure(args.png, depth, det, rgb)
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.png:
-        save_figure(args.png, depth, det, rgb)
     if args.json:
         print(json.dumps(det.to_dict()))
     else:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 _DN = ("NHWC", "HWIO", "NHWC")
+LAX_CONV_MIN_CIN = 64
 
 
 def transposed_size(size: int, kernel: int, stride: int, padding: int, output_padding: int):
@@ -112,7 +113,7 @@ def conv_valid(x, kernel):
     ho, wo = h - kh + 1, w - kw + 1
     if kh == kw == 1:
         return jnp.dot(x, kernel[0, 0])
-    if cin >= 64:
+    if cin >= LAX_CONV_MIN_CIN:
         # Wide inputs (conv2 after space-to-depth: 128 channels) are dense enough for XLA's
         # own convolution, which measured faster here than either product form.
         return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN)

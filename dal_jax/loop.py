@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dal_jax import checkpoint, data, distributed, evaluate, protocols, strategies, train
+from dal_jax import checkpoint, data, distributed, fit, protocols, strategies, train
 
 log = logging.getLogger("dal_jax")
 ORACLES = ("gt", "human")
@@ -43,6 +43,7 @@ RESUMABLE_FIELDS = (
     "annotate_port",
     "shard",
     "seed_form",
+    "upper_bound",
 )
 
 
@@ -136,6 +137,14 @@ def train_config(c, uses_disc: bool) -> train.TrainConfig:
         use_disc=uses_disc,
         seed_form=c.seed_form,
         chunk_steps=c.chunk_steps,
+        input_scale=c.input_scale,
+        init=c.init,
+        pos_weight=c.pos_weight,
+        weight_heads=c.weight_heads,
+        warmup=c.warmup,
+        lr_final=c.lr_final,
+        augment=c.augment,
+        zoom_min=c.zoom_min,
     )
 
 
@@ -147,8 +156,8 @@ def seed_key(c, seed_index: int):
 
 
 def run_keys(c, num_alphas: int, purpose: int, round_index: int):
-    """[R] keys for one purpose (0 init, 1 train, 2 select) of one round; a seed's key does not
-    depend on the alpha or strategy."""
+    """[R] keys for one purpose (0 init, 1 train, 2 select, 3 validation split) of one round; a
+    seed's key does not depend on the alpha or strategy."""
     keys = [
         jax.random.fold_in(jax.random.fold_in(seed_key(c, s), purpose), round_index)
         for _ in range(num_alphas)
@@ -173,6 +182,12 @@ def initial_masks(c, ds: data.Dataset, num_alphas: int) -> np.ndarray:
             rng = np.random.default_rng(np.asarray(jax.random.key_data(seed_key(c, s))))
             masks[s, rng.choice(n, c.initial, replace=False)] = True
     return np.tile(masks, (num_alphas, 1))
+
+
+def run_rngs(c, num_alphas: int, purpose: int, round_index: int) -> list:
+    """One NumPy generator per run from `run_keys` (host-side draws)."""
+    keys = run_keys(c, num_alphas, purpose, round_index)
+    return [np.random.default_rng(np.asarray(jax.random.key_data(k))) for k in keys]
 
 
 # ----------------------------------------------------------------------------- state
@@ -230,6 +245,7 @@ def save_round(workdir, c, ls: LoopState, ds: data.Dataset):
         "num_pool": len(ds.pool),
         "image_size": c.image_size,
         "in_channels": 4 if c.channels == "rgbd" else 1,
+        "input_scale": float(c.input_scale),
         "alphas": parse_alphas(c.alpha),
         "seeds": c.seeds,
     }
@@ -239,17 +255,20 @@ def save_round(workdir, c, ls: LoopState, ds: data.Dataset):
 # ----------------------------------------------------------------------------- one round
 
 
-def evaluate_runs(trainer: train.Trainer, states, test: data.Pool) -> np.ndarray:
-    """Test accuracy of every run: -> [R] float."""
-    num_runs = states.step.shape[0]
-    preds = np.stack(
-        [
-            trainer.predict(jax.tree.map(lambda a, r=r: a[r], states.params["ggcnn"]), test.inputs)
-            for r in range(num_runs)
-        ]
-    )
-    acc, _ = evaluate.accuracy(preds, test.gt_rects, test.gt_mask)
-    return np.asarray(acc, np.float64)
+def pool_ground_truth(ds: data.Dataset, human_labels: dict, size: int):
+    """The pool's rectangles with the human labels in place of the dataset's:
+    (gt_rects [N, G, 4, 2], gt_mask [N, G])."""
+    rects, mask = ds.pool.gt_rects, ds.pool.gt_mask
+    if not human_labels:
+        return rects, mask
+    g = max([rects.shape[1]] + [len(v) for v in human_labels.values()])
+    out = np.zeros((len(rects), g, 4, 2), np.float32)
+    out_mask = np.zeros((len(rects), g), bool)
+    out[:, : rects.shape[1]], out_mask[:, : rects.shape[1]] = rects, mask
+    for i, v in human_labels.items():
+        out[i], out_mask[i] = 0, False
+        out[i, : len(v)], out_mask[i, : len(v)] = v, True
+    return out, out_mask
 
 
 def annotate_human(workdir, c, ds, ls: LoopState, selected: np.ndarray, targets, on_url=None):
@@ -329,7 +348,8 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
         c, workdir, alphas, strategy, trainer, ds, jnp.asarray(ds.pool.inputs), hp, on_annotate_url
     )
     targets = apply_human_labels(jnp.asarray(ds.pool.targets), ls.human_labels, c.image_size)
-    bar = _progress(c, ls.round + 1, progress)
+    initial = ls.history[0]["labeled"][0] if ls.history else int(ls.masks[0].sum())
+    bar = _progress(c, initial, ls.round + 1, progress)
     while True:
         if ls.history and not ls.history[-1]["selected"] and not _finished(c, ls):
             # A finished run extended with more rounds: its last round still has to select.
@@ -341,8 +361,10 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
         if not _finished(c, ls):
             ls, targets = _select(ctx, ls, record, targets)
         _save(ctx, ls)
-        log.info("round %d: mean accuracy %.4f", ls.round, np.mean(record["accuracy_all"]))
-        bar.set_postfix_str(f"round {ls.round} acc {np.mean(record['accuracy_all']):.3f}")
+        log.info(
+            "round %d: mean accuracy %.4f", ls.round, fit.mean_accuracy(record["accuracy_all"])
+        )
+        bar.set_postfix_str(_round_summary(record))
     bar.close()
     return results_for_alpha(c, ls.history, 0)
 
@@ -355,27 +377,56 @@ def _train_round(ctx: _Context, ls: LoopState, targets, bar):
     states = ls.states if (c.warm_start and ls.states is not None) else None
     if states is None:
         states = ctx.trainer.init_states(run_keys(c, num_alphas, 0, r), ctx.inputs.shape[1:])
+    gt = pool_ground_truth(ctx.ds, ls.human_labels, c.image_size)
+    masks, val = fit.carve_validation(c, ls.masks, *gt, run_rngs(c, num_alphas, 3, r))
+    steps = fit.num_steps(c, int(ls.masks[0].sum()))
     t0, base = time.time(), bar.n
-    states, _ = ctx.trainer.train(
+    states, info = fit.fit(
+        ctx.trainer,
         states,
         ctx.inputs,
         targets,
-        jnp.asarray(ls.masks),
+        masks,
         ctx.hparams,
         run_keys(c, num_alphas, 1, r),
-        c.steps_per_round,
-        on_chunk=lambda done, _m: bar.update(base + done - bar.n),
+        steps,
+        val,
+        on_chunk=lambda done: bar.update(base + done - bar.n),
     )
     if jax.process_count() > 1:
-        states = distributed.gather(states)  # every host evaluates and selects identically
-    acc = evaluate_runs(ctx.trainer, states, ctx.ds.test)
+        # Every host evaluates and selects identically; fit's kept params are host copies
+        # of all runs already.
+        params = states.params
+        states = distributed.gather(states.replace(params={})).replace(params=params)
+    diag = fit.assess(ctx.trainer, states, ctx.ds.test, info)
+    acc = diag.pop("accuracy")
+    own = ctx.strategy.diagnostics(ctx.trainer, states, ctx.inputs, ls.masks)
+    diag.update({k: np.asarray(v, np.float64).tolist() for k, v in own.items()})
+    for i in np.flatnonzero(info.diverged_at >= 0):
+        log.warning(
+            "round %d: run %d (seed index %d) diverged: non-finite loss at step %d; %s",
+            r,
+            i,
+            i % c.seeds,
+            info.diverged_at[i],
+            f"it reports the weights kept at step {info.step[i]}"
+            if info.step[i]
+            else "no finite weights were kept, its accuracy is recorded as null",
+        )
     record = {
         "round": r,
         "labeled": [int(n) for n in ls.masks.sum(axis=1)],
-        "accuracy_all": acc.tolist(),
+        "accuracy_all": acc,
+        "steps": steps,
+        "model_choice": info.rule,
+        "validation": [] if val is None else val.idx.tolist(),
+        "diagnostics": diag,
         "train_s": round(time.time() - t0, 2),
         "selected": [],
     }
+    bad = fit.collapsed_runs(diag)
+    if bad:
+        log.warning("round %d: collapsed runs (no grasp on most test images): %s", r, bad)
     return dataclasses.replace(ls, round=r, states=states, history=[*ls.history, record]), record
 
 
@@ -426,11 +477,20 @@ def _sigint_deferred():
         raise KeyboardInterrupt
 
 
+def _round_summary(record: dict) -> str:
+    """The progress line's note on a finished round: mean accuracy and collapsed runs."""
+    text = f"round {record['round']} acc {fit.mean_accuracy(record['accuracy_all']):.3f}"
+    bad = fit.collapsed_runs(record.get("diagnostics", {}))
+    return text + (f" COLLAPSED {len(bad)}/{len(record['accuracy_all'])}" if bad else "")
+
+
 def _finished(c, ls: LoopState) -> bool:
     """Algorithm 1's stop: K rounds done, or the mean accuracy reached e."""
     if ls.round + 1 >= c.rounds:
         return True
-    return bool(ls.history) and np.mean(ls.history[-1]["accuracy_all"]) >= c.expected_accuracy
+    if not ls.history:
+        return False
+    return fit.mean_accuracy(ls.history[-1]["accuracy_all"]) >= c.expected_accuracy
 
 
 def _check_selection(sel, masks, k):
@@ -451,11 +511,16 @@ def results_for_alpha(c, history: list, a: int) -> dict:
     rounds = []
     for rec in history:
         sl = slice(a * s, (a + 1) * s)
+        diag = rec.get("diagnostics", {})
         rounds.append(
             {
                 "round": rec["round"],
                 "labeled": rec["labeled"][a * s],
                 "accuracy": rec["accuracy_all"][sl],
+                "collapsed": diag.get("collapsed", [False] * len(rec["accuracy_all"]))[sl],
+                "steps": rec.get("steps"),
+                "model_choice": rec.get("model_choice"),
+                "diagnostics": {k: v[sl] for k, v in diag.items() if k != "collapsed"},
                 "selected": rec["selected"][sl] if rec["selected"] else [],
             }
         )
@@ -468,21 +533,40 @@ def results_for_alpha(c, history: list, a: int) -> dict:
     }
 
 
+def upper_bound(workdir, c) -> dict:
+    """The supervised full-pool result to draw on the curves: ``c.upper_bound`` (an
+    ``experiments.train`` workdir), else ``<workdir>/../<dataset>_supervised`` if it exists.
+    Returns {label: results} (empty when there is none or it is for another dataset/size)."""
+    from dal_jax import supervised
+
+    where = c.get("upper_bound") or pathlib.Path(workdir).parent / f"{c.dataset}_supervised"
+    res = supervised.find(where)
+    if res is None:
+        if c.get("upper_bound"):
+            log.warning("no supervised results.json in %s: no upper bound drawn", where)
+        return {}
+    if (res.get("dataset"), res.get("image_size")) != (c.dataset, c.image_size):
+        log.warning("%s is for another dataset or image size: no upper bound drawn", where)
+        return {}
+    return {f"supervised, all {res['labeled']} labelled": res}
+
+
 def write_results(workdir, c, history):
     """results.json and curves.png (per alpha in alpha_<a>/ when there is a grid)."""
     from dal_jax import plots
 
     alphas = parse_alphas(c.alpha)
+    upper = upper_bound(workdir, c)
     for a, alpha in enumerate(alphas):
         out = workdir if len(alphas) == 1 else workdir / f"alpha_{alpha:g}"
         out.mkdir(parents=True, exist_ok=True)
         res = results_for_alpha(c, history, a)
         _write_json(out / "results.json", res)
-        plots.plot_curves(out / "curves.png", {f"{c.strategy} (alpha {alpha:g})": res})
+        plots.plot_curves(out / "curves.png", {f"{c.strategy} (alpha {alpha:g})": res}, upper=upper)
     if len(alphas) > 1:
         all_res = {f"alpha {al:g}": results_for_alpha(c, history, a) for a, al in enumerate(alphas)}
         _write_json(workdir / "alpha_study.json", list(all_res.values()))
-        plots.plot_curves(workdir / "alpha_curves.png", all_res)
+        plots.plot_curves(workdir / "alpha_curves.png", all_res, upper=upper)
 
 
 def _write_json(path, obj):
@@ -501,13 +585,14 @@ def _log_to(path):
     log.propagate = False  # the file has the log; the terminal has the progress bar
 
 
-def _progress(c, start_round: int, enabled: bool):
+def _progress(c, initial: int, start_round: int, enabled: bool):
+    """The progress bar over every round's steps (``initial``: labelled images in round 0)."""
     from tqdm import tqdm
 
-    total = c.rounds * c.steps_per_round
+    steps = [fit.num_steps(c, initial + r * c.budget) for r in range(c.rounds)]
     return tqdm(
-        total=total,
-        initial=start_round * c.steps_per_round,
+        total=sum(steps),
+        initial=sum(steps[:start_round]),
         unit="step",
         desc=f"{c.strategy} x{c.seeds} seeds",
         disable=not enabled,

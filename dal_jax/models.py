@@ -58,10 +58,39 @@ def check_input(x, in_channels: int | None = None):
         )
 
 
-def _conv_params(module: nn.Module, features: int, k: int, cin: int, transposed: bool):
-    """Declares a conv layer's [k, k, Cin, Cout] kernel and bias on ``module`` with PyTorch's
-    initialisation (Xavier-uniform kernels as in GG-CNN, PyTorch's default biases)."""
-    kernel = module.param("kernel", nn.initializers.xavier_uniform(), (k, k, cin, features))
+INITS = ("torch", "xavier_zero", "he")
+
+
+def _he_uniform(fan_in: float):
+    """Uniform with variance 2 / fan_in (He et al. 2015: keeps ReLU activations' scale)."""
+    bound = (6.0 / fan_in) ** 0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _conv_params(
+    module: nn.Module, features: int, k: int, cin: int, stride: int, transposed: bool, scheme: str
+):
+    """Declares a conv layer's [k, k, Cin, Cout] kernel and bias on ``module``.
+
+    ``scheme``: "torch" - GG-CNN's reference (Xavier-uniform kernels, PyTorch's default
+    biases); "xavier_zero" - Xavier-uniform kernels, zero biases; "he" - He-uniform kernels
+    (fan-in Cin*k*k, or Cin*k*k/stride^2 for a transposed conv: the inputs one output pixel
+    sees), zero biases.
+    """
+    if scheme not in INITS:
+        raise ValueError(f"init must be one of {INITS}; got {scheme!r}")
+    shape = (k, k, cin, features)
+    if scheme == "he":
+        fan_in = cin * k * k / (stride * stride if transposed else 1)
+        kernel = module.param("kernel", _he_uniform(fan_in), shape)
+    else:
+        kernel = module.param("kernel", nn.initializers.xavier_uniform(), shape)
+    if scheme != "torch":
+        return kernel, module.param("bias", nn.initializers.zeros, (features,))
     fan_in = (features if transposed else cin) * k**2
     return kernel, module.param("bias", layers.torch_bias_init(fan_in), (features,))
 
@@ -69,9 +98,11 @@ def _conv_params(module: nn.Module, features: int, k: int, cin: int, transposed:
 class _Head(nn.Module):
     """One 2x2 output head's parameters (the four heads are applied together)."""
 
+    init_scheme: str = "torch"
+
     @nn.compact
     def __call__(self, cin: int):
-        return _conv_params(self, 1, 2, cin, False)
+        return _conv_params(self, 1, 2, cin, 1, False, self.init_scheme)
 
 
 class _Conv(nn.Module):
@@ -83,11 +114,14 @@ class _Conv(nn.Module):
     padding: int
     output_padding: int | None = None  # None: a plain conv
     fast: bool = True
+    init_scheme: str = "torch"
 
     @nn.compact
     def __call__(self, x):
         transposed = self.output_padding is not None
-        kernel, bias = _conv_params(self, self.features, self.kernel, x.shape[-1], transposed)
+        kernel, bias = _conv_params(
+            self, self.features, self.kernel, x.shape[-1], self.stride, transposed, self.init_scheme
+        )
         if transposed:
             fn = layers.conv_transpose_phases if self.fast else layers.conv_transpose_reference
             return fn(x, kernel, self.stride, self.padding, self.output_padding) + bias
@@ -99,12 +133,15 @@ class Encoder(nn.Module):
     """GG-CNN's three strided convs. x [B, H, W, C] -> `Features`."""
 
     fast: bool = True
+    init_scheme: str = "torch"
 
     @nn.compact
     def __call__(self, x) -> Features:
         feats = []
         for name, c, k, s, p in ENCODER:
-            x = nn.relu(_Conv(c, k, s, p, fast=self.fast, name=name)(x))
+            x = nn.relu(
+                _Conv(c, k, s, p, fast=self.fast, init_scheme=self.init_scheme, name=name)(x)
+            )
             feats.append(x)
         return Features(*feats)
 
@@ -114,13 +151,16 @@ class Decoder(nn.Module):
     channel order (pos, cos, sin, width)."""
 
     fast: bool = True
+    init_scheme: str = "torch"
 
     @nn.compact
     def __call__(self, z):
         for name, c, k, s, p, op in DECODER:
-            z = nn.relu(_Conv(c, k, s, p, op, fast=self.fast, name=name)(z))
+            z = nn.relu(
+                _Conv(c, k, s, p, op, fast=self.fast, init_scheme=self.init_scheme, name=name)(z)
+            )
         # The four 2x2 heads run as one 4-channel conv: one pass over the largest activation.
-        heads = [_Head(name=name)(z.shape[-1]) for name in HEADS]
+        heads = [_Head(self.init_scheme, name=name)(z.shape[-1]) for name in HEADS]
         kernel = jnp.concatenate([k for k, _ in heads], axis=-1)
         bias = jnp.concatenate([b for _, b in heads])
         fn = layers.conv if self.fast else layers.conv_reference
@@ -131,20 +171,27 @@ class GGCNN(nn.Module):
     """GG-CNN. ``x`` [B, H, W, C] (H, W multiples of 12) -> (maps [B, H, W, 4], `Features`).
 
     ``fast`` selects the XLA:CPU-friendly forms of the strided and transposed convs; both forms
-    compute the same function with the same parameters.
+    compute the same function with the same parameters. ``input_scale`` multiplies the input
+    before conv1 (part of the model, so training, evaluation and inference apply the same one;
+    stored in checkpoint metadata; 1 for converted PyTorch weights). ``init_scheme``
+    (see `_conv_params`) only changes initialisation.
     """
 
     fast: bool = True
+    input_scale: float = 1.0
+    init_scheme: str = "torch"
 
     def setup(self):
-        self.encoder = Encoder(self.fast)
-        self.decoder = Decoder(self.fast)
+        self.encoder = Encoder(self.fast, self.init_scheme)
+        self.decoder = Decoder(self.fast, self.init_scheme)
 
     def __call__(self, x):
-        feats = self.encoder(x)
+        feats = self.encode(x)
         return self.decoder(feats.f3), feats
 
     def encode(self, x) -> Features:
+        if self.input_scale != 1.0:
+            x = x * jnp.asarray(self.input_scale, x.dtype)
         return self.encoder(x)
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dal_jax import checkpoint, loop, train
+from dal_jax import checkpoint, fit, loop, train
 
 
 def labelled_masks(src, c, ds, round_index: int, num_alphas: int) -> np.ndarray:
@@ -41,16 +41,21 @@ def train_plain_from(src, round_index: int, workdir, progress: bool = True) -> d
     states = trainer.init_states(
         loop.run_keys(c, len(alphas), 0, round_index), ds.pool.inputs.shape[1:]
     )
-    states, _ = trainer.train(
+    # The same training images, validation images and step count as the joint model had.
+    rngs = loop.run_rngs(c, len(alphas), 3, round_index)
+    train_masks, val = fit.carve_validation(c, masks, ds.pool.gt_rects, ds.pool.gt_mask, rngs)
+    states, _ = fit.fit(
+        trainer,
         states,
         jnp.asarray(ds.pool.inputs),
         jnp.asarray(ds.pool.targets),
-        jnp.asarray(masks),
+        train_masks,
         {"alpha": jnp.zeros(masks.shape[0])},
         loop.run_keys(c, len(alphas), 1, round_index),
-        c.steps_per_round,
+        fit.num_steps(c, int(masks[0].sum())),
+        val,
     )
-    plain = loop.evaluate_runs(trainer, states, ds.test)
+    plain = np.asarray(fit.assess(trainer, states, ds.test)["accuracy"])
     joint = np.asarray(history[round_index]["accuracy_all"])
     out = {
         "source": str(src),

@@ -88,22 +88,46 @@ def curve_stats(results: dict):
     rounds = results["rounds"]
     x = np.array([r["labeled"] for r in rounds], float)
     acc = [100 * np.asarray(r["accuracy"], float) for r in rounds]
-    return x, np.array([a.mean() for a in acc]), np.array([a.std() for a in acc])
+    # Runs without an accuracy (null: diverged before any finite weights) are left out.
+    return x, np.array([np.nanmean(a) for a in acc]), np.array([np.nanstd(a) for a in acc])
 
 
-def plot_curves(path, runs: dict, title: str | None = None):
-    """Accuracy vs labelled images, mean and a +-1 std band per curve.
+def plot_curves(path, runs: dict, title: str | None = None, upper: dict | None = None):
+    """Accuracy vs labelled images: per curve the mean, a +-1 std band (clipped to 0-100 %)
+    and every run as a dot; runs flagged collapsed in results.json are marked with a red x.
 
-    runs: label -> results.json dict. Writes a PNG to ``path``.
+    runs: label -> results.json dict; upper: label -> results.json of ``experiments.train``
+    (supervised on the whole pool), drawn as dashed lines. Writes a PNG to ``path``.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
+    marked = False
     for label, res in runs.items():
         x, mean, std = curve_stats(res)
         (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label)
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        lo, hi = np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
+        for xi, r in zip(x, res["rounds"]):
+            acc = 100 * np.asarray(r["accuracy"], float)
+            bad = np.asarray(r.get("collapsed") or [False] * len(acc), bool)
+            ax.scatter(np.full((~bad).sum(), xi), acc[~bad], s=6, color=line.get_color(), alpha=0.5)
+            if bad.any():
+                ax.scatter(
+                    np.full(bad.sum(), xi),
+                    np.nan_to_num(acc[bad]),
+                    s=30,
+                    marker="x",
+                    color="red",
+                    label=None if marked else "collapsed run",
+                    zorder=5,
+                )
+                marked = True
+    for label, res in (upper or {}).items():
+        acc = 100 * np.asarray(res["accuracy"], float)
+        ax.axhline(np.nanmean(acc), linestyle="--", color="black", linewidth=1, label=label)
     first = next(iter(runs.values()), {})
     ax.set_xlabel("labelled images")
     ax.set_ylabel("rectangle-metric accuracy (%)")
+    ax.set_ylim(-2, 102)
     ax.set_title(title or f"{first.get('dataset', '')}, {first.get('seeds', '?')} seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -6,14 +6,27 @@ A config field left as None takes its value from the dataset's protocol here.
 """
 
 
-def _protocol(initial, budget, rounds, image_size, steps_per_round, lr=1e-3):
+def _protocol(
+    initial,
+    budget,
+    rounds,
+    image_size,
+    steps_per_round,
+    lr=1e-3,
+    steps_per_label=0.0,
+    val_fraction=0.1,
+    val_min=50,
+):
     return {
         "initial": initial,
         "budget": budget,
         "rounds": rounds,
         "image_size": image_size,
         "steps_per_round": steps_per_round,
+        "steps_per_label": steps_per_label,
         "lr": lr,
+        "val_fraction": val_fraction,
+        "val_min": val_min,
     }
 
 
@@ -25,7 +38,9 @@ PROTOCOLS = {
     "jacquard_subset": _protocol(None, 100, 10, 300, 2000),
     # 300 scenes at 96 px: 240 pool / 60 test. Sized so 10 seeds of DAL run in minutes on CPU;
     # Adam at 3e-3 because at GG-CNN's 1e-3 many seeds had not started to learn by 300 steps.
-    "synthetic_grasps": _protocol(20, 20, 5, 96, 300, lr=3e-3),
+    "synthetic_grasps": _protocol(
+        20, 20, 5, 96, 150, lr=3e-3, steps_per_label=1.0, val_fraction=0.0, val_min=0
+    ),
 }
 DATASETS = ("auto", "cornell", "cornell_noisy", "jacquard_subset", "synthetic")
 # CLI names -> TFDS builder names.

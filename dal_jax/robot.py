@@ -24,7 +24,13 @@ CLI::
 
     python -m dal_jax.robot --checkpoint=DIR --source=folder:DIR|npz:FILE|ros:/topic
         [--sink=stdout|tcp:HOST:PORT|ros:/topic] [--fps=N] [--intrinsics=fx,fy,cx,cy]
-        [--top_k=N] [--roi=TOP,LEFT,SIZE] [--max_frames=N]
+        [--top_k=N] [--roi=TOP,LEFT,SIZE] [--max_frames=N] [--depth_scale=METRES_PER_UNIT]
+
+Depth units of every frame are decided from its stored dtype and values (integer = millimetres,
+float = metres, or millimetres with a warning when the median valid pixel is above 20;
+implausible ranges refused), or set with ``--depth_scale`` (metres per stored unit). A frame that
+cannot be read or converted yields an ``"error: ..."`` record and counts in the final
+``errors``; the loop goes on.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -50,14 +57,34 @@ DEPTH_SUFFIXES = (".tiff", ".tif", ".png", ".npy")
 @dataclasses.dataclass
 class Frame:
     """One camera frame: depth [H, W] (float metres or integer millimetres, holes 0 / NaN),
-    optional rgb [H, W, 3] uint8, a stamp (seconds) and a name for the logs."""
+    optional rgb [H, W, 3] uint8, a stamp (seconds) and a name for the logs. ``error``: why the
+    source could not produce the frame (unreadable file, implausible depth); then ``depth`` is
+    None and the loop reports the error instead of detecting."""
 
-    depth: np.ndarray
+    depth: np.ndarray | None
     rgb: np.ndarray | None = None
     stamp: float | None = None
     name: str = ""
     index: int = 0
     arrived: float = 0.0  # time.perf_counter() when it entered the slot
+    error: str | None = None
+
+
+class _WarnOnce:
+    """Runs a depth conversion, printing its units warning (float millimetres) once per source
+    instead of once per frame."""
+
+    def __init__(self):
+        self._warned = False
+
+    def __call__(self, fn, *args):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", preprocess.DepthUnitsWarning)
+            out = fn(*args)
+        if caught and not self._warned:
+            self._warned = True
+            print(f"warning: {caught[0].message} (said once for this source)", file=sys.stderr)
+        return out
 
 
 # ----------------------------------------------------------------------------- the slot
@@ -124,17 +151,21 @@ class FolderSource:
     """Depth files of a folder in name order (.tiff/.tif float metres, 16-bit .png millimetres,
     .npy). 8-bit / colour PNGs (e.g. Cornell's ``pcdXXXXr.png``) are not depth and are
     skipped; an RGB image is attached when Cornell's naming pairs one (``pcdXXXXd.tiff`` ->
-    ``pcdXXXXr.png``). ``fps``: pace the replay like a camera (frames may then be dropped)."""
+    ``pcdXXXXr.png``). ``fps``: pace the replay like a camera (frames may then be dropped).
+    ``depth_scale``: metres per stored unit (default: decided per file, see the module doc).
+    An unreadable file becomes an error frame (reported and counted by `run`)."""
 
-    def __init__(self, folder, fps: float | None = None):
+    def __init__(self, folder, fps: float | None = None, depth_scale: float | None = None):
         self.folder = pathlib.Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"frame folder {self.folder} does not exist")
         self.fps = fps
+        self.depth_scale = depth_scale
+        self._warn_once = _WarnOnce()
         self.files = [
             p
             for p in sorted(self.folder.iterdir())
-            if p.suffix.lower() in DEPTH_SUFFIXES and not _is_colour_png(p)
+            if p.suffix.lower() in DEPTH_SUFFIXES and not _is_colour_png(p) and not _is_rgb_pair(p)
         ]
         if not self.files:
             raise ValueError(f"no depth files ({', '.join(DEPTH_SUFFIXES)}) in {self.folder}")
@@ -143,15 +174,25 @@ class FolderSource:
     def __iter__(self) -> Iterator[Frame]:
         for i, p in enumerate(self.files):
             try:
-                depth = inference.read_depth(p)
-            except ValueError as e:
+                depth = self._warn_once(inference.read_depth, p, self.depth_scale)
+                rgb = None
+                m = re.match(r"^(.*)d\.tiff?$", p.name)
+                if m and (p.parent / f"{m.group(1)}r.png").is_file():
+                    try:
+                        rgb = preprocess.read_rgb(p.parent / f"{m.group(1)}r.png")
+                    except OSError as e:
+                        raise ValueError(f"cannot read {m.group(1)}r.png: {e}") from e
+            except (OSError, ValueError) as e:
                 print(f"skipping {p}: {e}", file=sys.stderr)
+                yield Frame(None, name=p.name, index=i, error=str(e))
                 continue
-            rgb = None
-            m = re.match(r"^(.*)d\.tiff?$", p.name)
-            if m and (p.parent / f"{m.group(1)}r.png").is_file():
-                rgb = preprocess.read_rgb(p.parent / f"{m.group(1)}r.png")
             yield Frame(depth, rgb, None, p.name, i)
+
+
+def _is_rgb_pair(path: pathlib.Path) -> bool:
+    """Cornell's ``pcdXXXXr.png`` next to ``pcdXXXXd.tiff``: the frame's RGB, never a frame."""
+    m = re.match(r"^(.*)r\.png$", path.name)
+    return bool(m) and any((path.parent / f"{m.group(1)}d{s}").is_file() for s in (".tiff", ".tif"))
 
 
 def _is_colour_png(path: pathlib.Path) -> bool:
@@ -168,9 +209,10 @@ def _is_colour_png(path: pathlib.Path) -> bool:
 
 class NpzSource:
     """Frames of an .npz sequence: ``depth`` [T, H, W] (float metres or integer mm), optional
-    ``rgb`` [T, H, W, 3] and ``stamp`` [T] seconds. ``fps``: pace the replay."""
+    ``rgb`` [T, H, W, 3] and ``stamp`` [T] seconds. ``fps``: pace the replay. ``depth_scale``:
+    metres per stored unit (default: decided per frame, see the module doc)."""
 
-    def __init__(self, path, fps: float | None = None):
+    def __init__(self, path, fps: float | None = None, depth_scale: float | None = None):
         self.path = pathlib.Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"frame sequence {self.path} does not exist")
@@ -184,30 +226,35 @@ class NpzSource:
             raise ValueError(f"{self.path} must hold an array 'depth' [T, H, W]")
         self.fps = fps
         self.paced = fps is not None
+        self.depth_scale = depth_scale
+        self._warn_once = _WarnOnce()
 
     def __iter__(self) -> Iterator[Frame]:
         depth = self.arrays["depth"]
         rgb, stamp = self.arrays.get("rgb"), self.arrays.get("stamp")
         for i in range(len(depth)):
-            yield Frame(
-                depth[i],
-                None if rgb is None else rgb[i],
-                None if stamp is None else float(stamp[i]),
-                f"{self.path.name}[{i}]",
-                i,
-            )
+            name = f"{self.path.name}[{i}]"
+            stamp_i = None if stamp is None else float(stamp[i])
+            try:
+                d = self._warn_once(inference.as_depth_metres, depth[i], self.depth_scale, name)
+            except ValueError as e:
+                print(f"skipping {name}: {e}", file=sys.stderr)
+                yield Frame(None, None, stamp_i, name, i, error=str(e))
+                continue
+            yield Frame(d, None if rgb is None else rgb[i], stamp_i, name, i)
 
 
-def image_msg_to_depth(msg) -> np.ndarray:
+def image_msg_to_depth(msg, depth_scale: float | None = None) -> np.ndarray:
     """sensor_msgs/Image (32FC1 metres or 16UC1 millimetres) -> [H, W] float32 metres, without
-    cv_bridge (which needs a matching OpenCV build on the robot)."""
+    cv_bridge (which needs a matching OpenCV build on the robot). ``depth_scale``: metres per
+    stored unit, overriding the units rule (see the module doc)."""
     dtypes = {"32FC1": np.float32, "16UC1": np.uint16, "mono16": np.uint16}
     if msg.encoding not in dtypes:
         raise ValueError(f"unsupported depth encoding {msg.encoding!r} (32FC1 or 16UC1)")
     dt = np.dtype(dtypes[msg.encoding]).newbyteorder(">" if msg.is_bigendian else "<")
     rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
     d = rows[:, : msg.width * dt.itemsize].copy().view(dt).reshape(msg.height, msg.width)
-    return inference.as_depth_metres(d.astype(dt.newbyteorder("=")))
+    return inference.as_depth_metres(d.astype(dt.newbyteorder("=")), depth_scale, name="frame")
 
 
 def ros_available() -> str | None:
@@ -230,9 +277,12 @@ class RosSource:
 
     paced = True
 
-    def __init__(self, topic: str, node_name: str = "dal_jax_grasps"):
+    def __init__(
+        self, topic: str, node_name: str = "dal_jax_grasps", depth_scale: float | None = None
+    ):
         self.topic = topic
         self.node_name = node_name
+        self.depth_scale = depth_scale
         self.kind = ros_available()
         if self.kind is None:
             raise RuntimeError(
@@ -244,17 +294,20 @@ class RosSource:
     def attach(self, on_frame, stop: threading.Event):
         """Subscribes and spins (blocking) until ``stop`` is set; ``on_frame(Frame)``."""
         count = [0]
+        warn_once = _WarnOnce()
 
         def callback(msg):
-            try:
-                depth = image_msg_to_depth(msg)
-            except ValueError as e:
-                print(f"dropping a frame from {self.topic}: {e}", file=sys.stderr)
-                return
             s = msg.header.stamp
             sec = getattr(s, "secs", getattr(s, "sec", 0))
             nsec = getattr(s, "nsecs", getattr(s, "nanosec", 0))
-            on_frame(Frame(depth, None, sec + nsec * 1e-9, self.topic, count[0]))
+            stamp = sec + nsec * 1e-9
+            try:
+                depth = warn_once(image_msg_to_depth, msg, self.depth_scale)
+            except ValueError as e:
+                print(f"bad frame from {self.topic}: {e}", file=sys.stderr)
+                on_frame(Frame(None, None, stamp, self.topic, count[0], error=str(e)))
+            else:
+                on_frame(Frame(depth, None, stamp, self.topic, count[0]))
             count[0] += 1
 
         if self.kind == "rospy":
@@ -406,14 +459,18 @@ def run(
     ``fps`` attribute) or an object with ``attach(on_frame, stop)`` (`RosSource`). A paced
     source overwrites the slot (camera behaviour, frames may drop); an unpaced replay waits for
     the detector (every frame is processed). Bad frames yield an "error: ..." record, never a
-    crash. Returns the `LoopStats`.
+    crash; ``errors`` counts them, including the frames the source could not read (`Frame.error`).
+    Returns the `LoopStats`.
     """
     slot = LatestSlot()
     stop = stop or threading.Event()
     paced = bool(getattr(source, "paced", True))
+    source_errors = [0]  # frames the source could not produce (counted even if dropped)
 
     def offer(frame: Frame):
         frame.arrived = time.perf_counter()
+        if frame.error is not None:
+            source_errors[0] += 1
         slot.put(frame, wait=not paced)
 
     def produce():
@@ -450,12 +507,15 @@ def run(
                 # A lossless replay offers the next frame as soon as the slot frees, so it
                 # would "wait" one whole detection; its frames arrive when the detector asks.
                 frame.arrived = t0
-            try:
-                det = detector.analyse(frame.depth, frame.rgb, roi, top_k, intrinsics)
-                status, grasps = det.status, [g.to_dict() for g in det.grasps]
-            except ValueError as e:
-                status, grasps = f"error: {e}", []
-                stats.errors += 1
+            if frame.error is not None:  # counted by `offer`
+                status, grasps = f"error: {frame.error}", []
+            else:
+                try:
+                    det = detector.analyse(frame.depth, frame.rgb, roi, top_k, intrinsics)
+                    status, grasps = det.status, [g.to_dict() for g in det.grasps]
+                except ValueError as e:
+                    status, grasps = f"error: {e}", []
+                    stats.errors += 1
             t1 = time.perf_counter()
             record = {
                 "frame": frame.index,
@@ -478,21 +538,22 @@ def run(
         producer.join(timeout=2.0)
     stats.frames_in = slot.put_count
     stats.dropped = slot.dropped
+    stats.errors += source_errors[0]
     return stats
 
 
 # ----------------------------------------------------------------------------- CLI
 
 
-def make_source(spec: str, fps: float | None = None):
+def make_source(spec: str, fps: float | None = None, depth_scale: float | None = None):
     """``folder:DIR`` | ``npz:FILE`` | ``ros:/topic`` -> a source."""
     kind, _, arg = spec.partition(":")
     if kind == "folder" and arg:
-        return FolderSource(arg, fps)
+        return FolderSource(arg, fps, depth_scale)
     if kind == "npz" and arg:
-        return NpzSource(arg, fps)
+        return NpzSource(arg, fps, depth_scale)
     if kind == "ros" and arg:
-        return RosSource(arg)
+        return RosSource(arg, depth_scale=depth_scale)
     raise ValueError(f"--source must be folder:DIR, npz:FILE or ros:/topic; got {spec!r}")
 
 
@@ -521,16 +582,38 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", type=float, help="replay pacing (frames may then be dropped)")
     ap.add_argument("--intrinsics", help="FX,FY,CX,CY (px): adds 3D positions in metres")
     ap.add_argument("--seed", type=int, help="seed index (default: best test accuracy)")
-    ap.add_argument("--top_k", type=int, default=1)
+    ap.add_argument(
+        "--top_k", type=int, default=1, help=f"grasps per frame (1..{inference.MAX_TOP_K})"
+    )
     ap.add_argument("--roi", help="TOP,LEFT,SIZE square region (default: centred)")
     ap.add_argument("--max_frames", type=int)
+    ap.add_argument(
+        "--depth_scale",
+        type=inference.positive_float,
+        help="metres per stored depth unit (e.g. 0.001 for millimetres); default: decided per "
+        "frame from its dtype and values (integer = mm, float = m, float with a median above "
+        "20 = mm)",
+    )
     args = ap.parse_args(argv)
     try:
-        roi = [int(v) for v in args.roi.split(",")] if args.roi else None
+        if not 1 <= args.top_k <= inference.MAX_TOP_K:
+            raise ValueError(
+                f"--top_k={args.top_k}: give 1..{inference.MAX_TOP_K} grasps per frame"
+            )
+        if args.fps is not None and not (np.isfinite(args.fps) and args.fps > 0):
+            raise ValueError(f"--fps={args.fps}: give a positive frame rate, or leave it out")
+        try:
+            roi = [int(v) for v in args.roi.split(",")] if args.roi else None
+        except ValueError:
+            raise ValueError(f"--roi={args.roi}: expected TOP,LEFT,SIZE integers") from None
+        try:
+            intrinsics = inference._parse_intrinsics(args.intrinsics)
+        except ValueError as e:
+            raise ValueError(f"--intrinsics={args.intrinsics}: {e}") from None
+        source = make_source(args.source, args.fps, args.depth_scale)
         detector = inference.GraspDetector.from_checkpoint(
-            args.checkpoint, seed=args.seed, intrinsics=args.intrinsics
+            args.checkpoint, seed=args.seed, intrinsics=intrinsics
         )
-        source = make_source(args.source, args.fps)
         sink = make_sink(args.sink)
     except (FileNotFoundError, ValueError, RuntimeError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dal_jax import distributed, models
+from dal_jax import augment, distributed, models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,15 @@ class TrainConfig:
     seed_form: str = "auto"  # auto | vmap | unrolled
     chunk_steps: int = 24  # NaN/Inf is checked on the host every chunk_steps steps
     steps_per_call: int = 3  # steps written out in one compiled program
+    # The recipe (see BUILD.md "Training recipe" for the measurements behind each default).
+    input_scale: float = 1.0  # multiplies the network input (part of the model)
+    init: str = "torch"  # torch | xavier_zero | he (models._conv_params)
+    pos_weight: float = 1.0  # weight of grasp pixels (pos = 1) in the loss
+    weight_heads: str = "pos"  # heads pos_weight applies to: pos | all | masked (ggcnn_loss)
+    warmup: float = 0.0  # fraction of a round's steps with a linear learning-rate warmup
+    lr_final: float = 1.0  # learning rate at the round's end / lr (cosine decay; 1: constant)
+    augment: bool = False  # random symmetries and zoom of the training batches
+    zoom_min: float = 1.0  # smallest zoom window (1: no zoom)
 
     def resolved_seed_form(self) -> str:
         if self.seed_form == "auto":
@@ -181,12 +190,37 @@ def _take(arr, idx, weight):
     return jnp.where(keep, rows, 0.0)
 
 
-def ggcnn_loss(maps, targets):
-    """GG-CNN's loss per sample: the sum over the four heads of the mean squared error.
+def ggcnn_loss(maps, targets, pos_weight: float = 1.0, weight_heads: str = "pos"):
+    """GG-CNN's loss per sample: the sum over the four heads of the mean squared error, with
+    the error at grasp pixels (target pos = 1) weighted by ``pos_weight`` (1: GG-CNN's own loss).
+
+    ``weight_heads``: "pos" weights the quality head only; "all" every head; "masked" weights
+    the quality head and trains the angle and width heads at grasp pixels only (weight
+    ``pos_weight`` there, 0 on the background, where the detector never reads them).
 
     maps, targets: [B, H, W, 4] -> [B].
     """
-    return jnp.mean((maps - targets) ** 2, axis=(1, 2)).sum(axis=-1)
+    err = (maps - targets) ** 2
+    if pos_weight != 1.0 or weight_heads == "masked":
+        t = targets[..., :1]
+        w = 1.0 + (pos_weight - 1.0) * t
+        if weight_heads == "all":
+            err = err * w
+        elif weight_heads == "masked":
+            err = jnp.concatenate([err[..., :1] * w, err[..., 1:] * (pos_weight * t)], axis=-1)
+        else:
+            err = err.at[..., :1].multiply(w)
+    return jnp.mean(err, axis=(1, 2)).sum(axis=-1)
+
+
+def lr_multiplier(progress, warmup: float, final: float):
+    """The learning-rate schedule as a factor of the peak rate, at ``progress`` in [0, 1] of
+    the round: a linear warmup over the first ``warmup`` fraction, then a cosine decay from 1
+    to ``final``."""
+    progress = jnp.clip(progress, 0.0, 1.0)
+    ramp = jnp.minimum(1.0, progress / warmup) if warmup > 0 else 1.0
+    t = jnp.clip((progress - warmup) / max(1.0 - warmup, 1e-9), 0.0, 1.0)
+    return ramp * (final + (1.0 - final) * 0.5 * (1.0 + jnp.cos(jnp.pi * t)))
 
 
 class Trainer:
@@ -205,7 +239,9 @@ class Trainer:
         self.config = config
         self.plugins = plugins
         self.mesh = mesh  # a `distributed.runs_mesh`: runs sharded over its devices
-        self.model = models.GGCNN(fast=config.fast_layers)
+        self.model = models.GGCNN(
+            fast=config.fast_layers, input_scale=config.input_scale, init_scheme=config.init
+        )
         self.needs_unlabelled = any(p.needs_unlabelled for p in plugins)
         self.needs_unlabelled_features = any(p.needs_unlabelled_features for p in plugins)
         # Networks updated by the joint step; others train only in their extra_update.
@@ -244,7 +280,7 @@ class Trainer:
     def _joint_loss(self, params, batch, hparams, progress):
         x_l, y_l, w_l, x_u, w_u = batch
         maps, feats_l = self.model.apply({"params": params["ggcnn"]}, x_l)
-        per_sample = ggcnn_loss(maps, y_l)
+        per_sample = ggcnn_loss(maps, y_l, self.config.pos_weight, self.config.weight_heads)
         gsp = (per_sample * w_l).sum() / jnp.maximum(w_l.sum(), 1.0)
         feats_u = None
         if self.needs_unlabelled_features:
@@ -258,47 +294,105 @@ class Trainer:
         metrics["loss"] = total
         return total, (metrics, inp)
 
-    def step(self, state: TrainState, inputs, targets, mask, hparams, key):
-        """One joint step for ONE seed.
-
-        inputs [N, H, W, C], targets [N, H, W, 4], mask [N] bool (labelled), hparams: dict of
-        scalars (``alpha``, ``num_steps``, optional ``start_step``), key: this seed's key. -> (state, metrics).
-        """
-        key = jax.random.fold_in(key, state.step)
+    def _batch(self, step, inputs, targets, mask, key):
+        """One seed's batches for its step ``step``: (x_l, y_l, w_l, x_u, w_u) and the key left
+        for the plug-ins' extra updates. Pure gathers and elementwise work (vmapped over seeds
+        in every form)."""
+        key = jax.random.fold_in(key, step)
         k_l, k_u, k_x = jax.random.split(key, 3)
         idx_l, w_l = self._sample(k_l, mask)
         idx_u, w_u = self._sample(k_u, ~mask)
         x_l, y_l = _take(inputs, idx_l, w_l), _take(targets, idx_l, w_l)
         x_u = _take(inputs, idx_u, w_u) if self.needs_unlabelled else x_l
+        cfg = self.config
+        if cfg.augment:
+            # Unlabelled images are augmented alike, so the discriminator cannot tell the two
+            # sets apart by augmentation artefacts.
+            k_al, k_au = jax.random.split(jax.random.fold_in(key, 3))
+            x_l, y_l = augment.augment_batch(k_al, x_l, y_l, cfg.zoom_min)
+            if self.needs_unlabelled:
+                x_u, _ = augment.augment_batch(k_au, x_u, None, cfg.zoom_min)
+        return (x_l, y_l, w_l, x_u, w_u), k_x
+
+    def _progress(self, step, hparams, after: int = 0):
+        """Fraction of this training call's steps done (``after`` = 1: after this step)."""
         start = hparams.get("start_step", 0.0)
-        progress = (state.step - start) / jnp.maximum(hparams["num_steps"], 1)
-        grads, (metrics, inp) = jax.grad(self._joint_loss, has_aux=True)(
-            state.params, (x_l, y_l, w_l, x_u, w_u), hparams, progress
-        )
+        return (step - start + after) / jnp.maximum(hparams["num_steps"], 1)
+
+    def _grads(self, params, batch, hparams, step):
+        """The joint loss's gradients for one seed -> (grads, (metrics, StepInputs))."""
+        progress = self._progress(step, hparams)
+        return jax.grad(self._joint_loss, has_aux=True)(params, batch, hparams, progress)
+
+    def _apply(self, state: TrainState, grads, hparams) -> TrainState:
+        """The joint optimiser updates of one seed (elementwise; vmapped in every form). The
+        schedule is taken at the fraction done after this step, so a warmup's first step moves
+        a little and the last step runs at ``lr_final``."""
+        cfg = self.config
+        mult = lr_multiplier(self._progress(state.step, hparams, 1), cfg.warmup, cfg.lr_final)
         params, opt_state = dict(state.params), dict(state.opt_state)
         for name, opt in self.optimizers.items():
             updates, opt_state[name] = opt.update(
                 grads[name], state.opt_state[name], state.params[name]
             )
+            if name == "ggcnn":
+                updates = jax.tree.map(lambda u: u * mult, updates)
             params[name] = optax.apply_updates(state.params[name], updates)
+        return TrainState(state.step + 1, params, opt_state)
+
+    def _extra(self, state: TrainState, inp, key):
+        """The plug-ins' own updates after the joint one (VAAL's game) for one seed."""
+        params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
         for i, p in enumerate(self.plugins):
             params[p.name], opt_state[p.name], m = p.extra_update(
-                params[p.name], opt_state[p.name], inp, jax.random.fold_in(k_x, i)
+                params[p.name], opt_state[p.name], inp, jax.random.fold_in(key, i)
             )
             metrics.update(m)
-        return TrainState(state.step + 1, params, opt_state), metrics
+        return state.replace(params=params, opt_state=opt_state), metrics
+
+    def step(self, state: TrainState, inputs, targets, mask, hparams, key):
+        """One joint step for ONE seed.
+
+        inputs [N, H, W, C], targets [N, H, W, 4], mask [N] bool (labelled), hparams: dict of
+        scalars (``alpha``, ``num_steps``, optional ``start_step``), key: this seed's key.
+        -> (state, metrics).
+        """
+        batch, k_x = self._batch(state.step, inputs, targets, mask, key)
+        grads, (metrics, inp) = self._grads(state.params, batch, hparams, state.step)
+        state, extra = self._extra(self._apply(state, grads, hparams), inp, k_x)
+        return state, {**metrics, **extra}
+
+    @functools.cached_property
+    def _has_extra(self) -> bool:
+        return any(type(p).extra_update is not Plugin.extra_update for p in self.plugins)
 
     def _step_all_seeds(self, states, inputs, targets, masks, hparams, keys):
-        """One step of every seed: vmapped, or one copy of the step per seed."""
+        """One step of every seed: vmapped, or with the network passes written out once per
+        seed (XLA:CPU runs vmapped convolutions as slow grouped ones) and everything else -
+        batch sampling, augmentation, optimiser updates - vmapped over seeds, which keeps the
+        program (and its compile time) small. Both forms compute the same numbers."""
         if self.config.resolved_seed_form() == "vmap":
             return jax.vmap(self.step, in_axes=(0, None, None, 0, 0, 0))(
                 states, inputs, targets, masks, hparams, keys
             )
+        batches, k_x = jax.vmap(self._batch, in_axes=(0, None, None, 0, 0))(
+            states.step, inputs, targets, masks, keys
+        )
         outs = []
         for s in range(masks.shape[0]):
-            st, m, hp, k = jax.tree.map(lambda a, s=s: a[s], (states, masks, hparams, keys))
-            outs.append(self.step(st, inputs, targets, m, hp, k))
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+            pick = functools.partial(lambda a, s: a[s], s=s)
+            p, b, hp, st = jax.tree.map(pick, (states.params, batches, hparams, states.step))
+            outs.append(self._grads(p, b, hp, st))
+        grads, (metrics, inp) = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        states = jax.vmap(self._apply)(states, grads, hparams)
+        if not self._has_extra:
+            return states, metrics
+        extra = []
+        for s in range(masks.shape[0]):
+            pick = functools.partial(lambda a, s: a[s], s=s)
+            extra.append(self._extra(*jax.tree.map(pick, (states, inp, k_x))))
+        states, m = jax.tree.map(lambda *xs: jnp.stack(xs), *extra)
+        return states, {**metrics, **m}
 
     def _steps_all_seeds(self, states, inputs, targets, masks, hparams, keys, num_steps):
         """``num_steps`` steps written out one after another (not a ``lax.scan``: XLA:CPU ran a
@@ -359,13 +453,29 @@ class Trainer:
             out_specs=runs,
         )
 
-    def train(self, states, inputs, targets, masks, hparams, keys, num_steps: int, on_chunk=None):
+    def train(
+        self,
+        states,
+        inputs,
+        targets,
+        masks,
+        hparams,
+        keys,
+        num_steps: int,
+        on_chunk=None,
+        nonfinite: str = "raise",
+    ):
         """Runs ``num_steps`` steps in chunks of ``config.chunk_steps``; between chunks the
-        losses are checked on the host and ``on_chunk(steps_done, metrics)`` is called.
+        losses are checked on the host and ``on_chunk(steps_done, metrics, states)`` is called
+        (``states`` is donated to the next chunk: copy what is kept).
 
-        Raises FloatingPointError naming the seed and step of the first non-finite loss.
+        A non-finite loss raises FloatingPointError naming the seed and step (``nonfinite=
+        "raise"``), or is left to ``on_chunk`` to handle while the other runs train on
+        (``"continue"``: runs are independent, so a diverged one cannot spoil the others).
         Returns (states, metrics of the last chunk).
         """
+        if nonfinite not in ("raise", "continue"):
+            raise ValueError(f"nonfinite must be 'raise' or 'continue'; got {nonfinite!r}")
         self.validate(inputs, targets, masks)
         hparams = dict(hparams)
         hparams["num_steps"] = jnp.full(masks.shape[:1], num_steps, jnp.float32)
@@ -382,14 +492,14 @@ class Trainer:
             states, metrics = self.train_chunk(states, inputs, targets, masks, hparams, keys, n)
             loss = distributed.gather(metrics["loss"])
             bad = np.argwhere(~np.isfinite(loss))
-            if bad.size:
+            if bad.size and nonfinite == "raise":
                 s, i = bad[0]
                 raise FloatingPointError(
                     f"non-finite loss {loss[s, i]} at seed index {s}, step {int(start[s]) + i}"
                 )
             done += n
             if on_chunk is not None:
-                on_chunk(done, metrics)
+                on_chunk(done, metrics, states)
         return states, metrics
 
     def validate(self, inputs, targets, masks):
@@ -409,21 +519,26 @@ class Trainer:
     @functools.cached_property
     def _predict(self):
         def one(params, x):
-            return self.model.apply({"params": params}, x)[0]
+            maps, feats = self.model.apply({"params": params}, x)
+            return maps, feats.f1.max(axis=(1, 2))
 
         return jax.jit(one)
 
-    def predict(self, params, x, batch: int = 16):
+    def predict(self, params, x, batch: int = 16, with_conv1: bool = False):
         """GG-CNN maps for one seed's params: x [N, H, W, C] -> [N, H, W, 4] (host numpy).
 
+        With ``with_conv1`` also the largest conv1 activation (after ReLU) of every channel in
+        every image, [N, 32]: a channel that stays 0 on every image is a dead filter.
         Runs in fixed-size batches (the last one padded) so any N reuses one compiled program.
         """
         n = len(x)
         out = np.zeros((n, *x.shape[1:3], 4), np.float32)
+        conv1 = np.zeros((n, models.ENCODER[0][1]), np.float32)
         for i in range(0, n, batch):
             xb = np.asarray(x[i : i + batch], np.float32)
             m = len(xb)
             if m < batch:
                 xb = np.concatenate([xb, np.zeros((batch - m, *xb.shape[1:]), np.float32)])
-            out[i : i + m] = np.asarray(self._predict(params, xb))[:m]
-        return out
+            maps, f1 = self._predict(params, xb)
+            out[i : i + m], conv1[i : i + m] = np.asarray(maps)[:m], np.asarray(f1)[:m]
+        return (out, conv1) if with_conv1 else out

@@ -8,6 +8,7 @@ dal_jax.grasp.
 
 from __future__ import annotations
 
+import math
 import pathlib
 import re
 import tarfile
@@ -56,6 +57,11 @@ def features(size: int) -> tfds.features.FeaturesDict:
     )
 
 
+class PrepareError(ValueError):
+    """A dataset cannot be built as asked (e.g. a split without any readable scene); the
+    message says which files or settings to fix. `datasets.prepare` prints it as one line."""
+
+
 class Skips:
     """Collects every skipped file, scene or rectangle with its reason (never drop silently)."""
 
@@ -68,6 +74,45 @@ class Skips:
 
     def as_dict(self) -> dict:
         return {"skipped": [list(i) for i in self.items], "skipped_rects": int(self.rects)}
+
+
+def check_fields(dataset: str, cfg, rules: dict) -> None:
+    """ValueError naming the ``--set`` field when a config value cannot work. ``rules``: field
+    -> (predicate, what it must be)."""
+    for field, (ok, what) in rules.items():
+        value = getattr(cfg, field)
+        try:
+            good = bool(ok(value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise ValueError(f"{dataset}: --set {field}={value!r}: {field} must be {what}")
+
+
+def is_int(v) -> bool:
+    """An integer (not a bool)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_number(v) -> bool:
+    """A finite int or float (not a bool)."""
+    return (is_int(v) or isinstance(v, (float, np.floating))) and math.isfinite(v)
+
+
+def empty_split_error(dataset: str, split: str, tried: int, skipped) -> PrepareError:
+    """The error for a split none of whose ``tried`` scenes could be read (TFDS refuses to
+    write an empty split, and leaving it out would silently change the dataset)."""
+    if not tried:
+        return PrepareError(
+            f"{dataset}: split '{split}' would be empty: no scene was assigned to it (too few "
+            "scenes or views for the split settings); add scenes or change --set values"
+        )
+    first = f"; the first: {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+    return PrepareError(
+        f"{dataset}: split '{split}' has no readable scene: all {tried} of its scenes were "
+        f"skipped ({len(skipped)} skip reason(s){first}). Fix or replace those files, or "
+        "add more scenes to the manual folder"
+    )
 
 
 # ------------------------------------------------------------------------------- depth
@@ -206,13 +251,13 @@ def load_cornell_scene(files: dict, size: int, skips: Skips):
         skips.add(scene, "missing depth (neither pcdXXXX.txt nor pcdXXXXd.tiff)")
         return None
     try:
-        rects, bad = grasp.parse_cornell(files["cpos"].read_text(errors="strict"))
+        rects, bad, notes = grasp.parse_cornell_report(files["cpos"].read_text(errors="strict"))
     except (OSError, UnicodeDecodeError) as e:
         skips.add(files["cpos"], f"unreadable: {e}")
         return None
     if bad:
         skips.rects += bad
-        skips.add(files["cpos"], f"{bad} rectangle(s) with NaN or malformed values skipped")
+        skips.add(files["cpos"], f"{bad} rectangle(s) skipped: {'; '.join(notes)}")
     if len(rects) == 0:
         skips.add(scene, "no valid positive rectangle")
         return None
@@ -226,10 +271,11 @@ def load_cornell_scene(files: dict, size: int, skips: Skips):
         try:
             depth = read_tiff(files["tiff"])
         except (OSError, ValueError) as e:
-            skips.add(files["tiff"], f"unreadable ({e}); trying the point cloud")
+            if "pcd" not in files:
+                skips.add(files["tiff"], f"unreadable ({e}) and no point cloud to use instead")
+                return None
+            skips.add(files["tiff"], f"unreadable ({e}); the point cloud is used instead")
     if depth is None:
-        if "pcd" not in files:
-            return None
         try:
             depth = depth_from_pcd(files["pcd"].read_text(), rgb.shape[:2])
         except (OSError, ValueError, UnicodeDecodeError) as e:

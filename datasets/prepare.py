@@ -8,18 +8,22 @@ Usage (from the repository root):
 NAME is cornell, cornell_noisy, jacquard_subset or synthetic_grasps. ``--set`` overrides config
 fields (e.g. ``--set seed=3``, ``--set num_scenes=40 --set crop_size=48``). The summary lists
 examples per split, rectangles per split, and every skipped file, scene or rectangle with the
-reason.
+reason. Bad input (an unknown --config or --set field, a value that cannot work, a split left
+without any readable scene, a missing manual folder) prints one ``error: ...`` line, exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import sys
 
 import tensorflow_datasets as tfds
 
+import datasets as grasp_datasets
 from dal_jax import data
+from datasets import common
 
 
 def _value(text: str):
@@ -48,6 +52,31 @@ def summarise(builder) -> str:
     return "\n".join(lines)
 
 
+def _overrides(dataset: str, items: list[str]) -> dict:
+    """``--set KEY=VALUE`` items -> config overrides; ValueError naming the item when the key is
+    not a field of the dataset's config (the message lists the fields)."""
+    cls = grasp_datasets.builder_class(dataset)
+    base = {f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+    fields = [
+        f.name
+        for f in dataclasses.fields(cls.builder_configs[cls.DEFAULT_CONFIG_NAME])
+        if f.name not in base
+    ]
+    aliases = {"image_size"} | ({"crop_size"} if dataset == "jacquard_subset" else set())
+    out = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=3")
+        if key not in fields and key not in aliases:
+            raise ValueError(
+                f"--set {item}: {dataset} has no config field {key!r}; fields: {', '.join(fields)}"
+            )
+        out[key] = _value(val)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m datasets.prepare", description=__doc__.split("\n")[0]
@@ -58,15 +87,18 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None, help="builder config name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
-    overrides = {}
-    for item in args.set:
-        key, _, val = item.partition("=")
-        overrides[key] = _value(val)
-    builder = data.make_builder(args.dataset, args.data_dir, args.config, **overrides)
+    try:
+        overrides = _overrides(args.dataset, args.set)
+        # make_builder refuses an unknown --config (ValueError) and the builders refuse config
+        # values that cannot work (ValueError naming the --set field).
+        builder = data.make_builder(args.dataset, args.data_dir, args.config, **overrides)
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     dl_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
     try:
         builder.download_and_prepare(download_config=dl_config)  # tfds draws progress bars
-    except FileNotFoundError as e:
+    except (FileNotFoundError, common.PrepareError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summarise(builder))

@@ -4,7 +4,9 @@
     python -m experiments.compare runs/*  --out=figures/cornell
 
 Each WORKDIR is a folder with results.json (an alpha study contributes each alpha_*/ folder).
-Writes compare.png and compare.md into --out (default: the current folder) and prints the table.
+A workdir of ``experiments.train`` (supervised, whole pool) is drawn as a dashed line and gets
+its own row. Writes compare.png and compare.md into --out (default: the current folder) and
+prints the table.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def find_results(workdirs) -> dict[str, dict]:
             raise FileNotFoundError(f"no results.json in {wd} (nor in {wd}/alpha_*/)")
         for p in paths:
             res = json.loads(p.read_text())
+            if res.get("kind") == "supervised":
+                found[f"supervised, all {res['labeled']} labelled [{p.parent.name}]"] = res
+                continue
             label = f"{res['strategy'].upper()}"
             if res["strategy"] == "dal" or len(paths) > 1:
                 label += f" (alpha {res['alpha']:g})"
@@ -38,8 +43,20 @@ def find_results(workdirs) -> dict[str, dict]:
     return found
 
 
+def split_supervised(runs: dict[str, dict]) -> tuple[dict, dict]:
+    """(active-learning runs, supervised runs) by their results.json kind."""
+    sup = {k: v for k, v in runs.items() if v.get("kind") == "supervised"}
+    return {k: v for k, v in runs.items() if k not in sup}, sup
+
+
+def _cell(acc) -> str:
+    a = 100 * np.asarray(acc, float)
+    return f"{np.nanmean(a):.2f} +- {np.nanstd(a):.2f}"
+
+
 def markdown_table(runs: dict[str, dict]) -> str:
-    """Mean +- std accuracy (%) per round (rows) and run (columns)."""
+    """Mean +- std accuracy (%) per round (rows) and run (columns); supervised runs last."""
+    runs, sup = split_supervised(runs)
     labels = list(runs)
     n_rounds = max(len(r["rounds"]) for r in runs.values())
     lines = [
@@ -51,12 +68,17 @@ def markdown_table(runs: dict[str, dict]) -> str:
         for lab in labels:
             rounds = runs[lab]["rounds"]
             if i < len(rounds):
-                acc = 100 * np.asarray(rounds[i]["accuracy"], float)
-                cells.append(f"{acc.mean():.2f} +- {acc.std():.2f}")
+                cells.append(_cell(rounds[i]["accuracy"]))
                 labelled = labelled or str(rounds[i]["labeled"])
             else:
                 cells.append("")
         lines.append(f"| {i} | {labelled} | " + " | ".join(cells) + " |")
+    for label, res in sup.items():
+        lines.append(
+            f"| {label} | {res['labeled']} | "
+            + " | ".join([_cell(res["accuracy"])] * len(labels))
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -72,7 +94,8 @@ def main(argv):
         sys.exit(2)
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)
-    plots.plot_curves(out / "compare.png", runs, title=_TITLE.value)
+    curves, sup = split_supervised(runs)
+    plots.plot_curves(out / "compare.png", curves, title=_TITLE.value, upper=sup)
     table = markdown_table(runs)
     (out / "compare.md").write_text(table)
     print(table)

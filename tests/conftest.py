@@ -32,3 +32,7 @@ def shared_data() -> pathlib.Path:
             "files did not run (set DAL_JAX_SHARED_DATA to the shared/data folder)."
         )
     return SHARED_DATA
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than ~10 s (deselect with -m 'not slow')")

@@ -392,6 +392,84 @@ def test_concurrent_writers_never_corrupt_files(server):
     assert not [p for p in sdir.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
+def _damage_both_label_files(qdir, index=0):
+    sdir = qdir / "samples" / f"{index:04d}"
+    (sdir / "grasps.json").write_text('{"id": "cornell/pcd100", "revision": 1, "rec')
+    (sdir / "cpos.txt").write_text("80 60\n80 100\n100 100\n")  # a line lost
+    return sdir
+
+
+def test_corrupt_labels_are_neither_served_nor_overwritten(tmp_path):
+    """Both label files of a sample damaged: before the fix the sample was served as "0 grasps,
+    revision 0" and the next save replaced the user's labels."""
+    qdir = make_queue(tmp_path)
+    queue_lib.save_sample(qdir, 0, rect((60, 80), 0, 40, 20)[None], 0)
+    sdir = _damage_both_label_files(qdir)
+    before = tree(qdir / "samples")
+    with pytest.raises(queue_lib.CorruptLabels, match=r"sample 0 \(samples/0000\)") as err:
+        server_lib.serve(qdir)
+    assert err.value.problems[0][0] == 0 and "--move_aside_corrupt" in str(err.value)
+    with pytest.raises(queue_lib.CorruptLabels):
+        queue_lib.save_sample(qdir, 0, [], base_revision=0)
+    with pytest.raises(queue_lib.CorruptLabels):
+        queue_lib.read_labels(qdir)
+    with pytest.raises(queue_lib.CorruptLabels):
+        server_lib.annotate_queue(qdir, on_url=lambda u: pytest.fail("served"))
+    assert tree(qdir / "samples") == before  # nothing touched
+    # The explicit repair keeps the damaged files (moved aside) and starts the sample empty.
+    (moved,) = queue_lib.move_aside_corrupt(qdir)
+    assert moved.parent == sdir and moved.name.startswith("corrupt-")
+    assert tree(moved) == {n: before[f"0000/{n}"] for n in ("grasps.json", "cpos.txt")}
+    with server_lib.serve(qdir) as srv:
+        assert call(srv, "GET", "/api/samples/0")[1]["rects"] == []
+        ok = call(srv, "PUT", "/api/samples/0/grasps", {"rects": [], "revision": 0})
+        assert ok == (200, {"index": 0, "revision": 1})
+    assert tree(moved) == {n: before[f"0000/{n}"] for n in ("grasps.json", "cpos.txt")}
+
+
+def test_damaged_grasps_json_falls_back_to_cpos_with_a_note(tmp_path):
+    qdir = make_queue(tmp_path)
+    r = rect((60, 80), 30, 40, 20)[None]
+    queue_lib.save_sample(qdir, 1, r, 0)
+    (qdir / "samples" / "0001" / "grasps.json").write_text("[1, 2")
+    rects, revision = queue_lib.read_sample(qdir, 1)
+    np.testing.assert_allclose(rects, r, atol=1e-6)
+    assert revision == 0
+    with server_lib.serve(qdir) as srv:
+        assert [i for i, _ in srv.notes] == [1] and "read from cpos.txt" in srv.notes[0][1]
+
+
+def test_labels_damaged_while_serving_answer_423_and_stay(server):
+    qdir = server.queue_dir
+    queue_lib.save_sample(qdir, 2, rect((60, 80), 0, 40, 20)[None], 0)
+    sdir = _damage_both_label_files(qdir, 2)
+    before = tree(sdir)
+    status, res = call(server, "GET", "/api/samples/2")
+    assert status == 423 and "cannot be read" in res["error"]
+    status, res = call(server, "PUT", "/api/samples/2/grasps", {"rects": [], "revision": 1})
+    assert status == 423 and tree(sdir) == before
+    summary = call(server, "GET", "/api/queue")[1]["samples"][2]
+    assert summary["grasps"] is None and "cannot be read" in summary["error"]
+
+
+def test_bad_manifest_and_port_are_clear_errors(tmp_path, capsys):
+    from dal_jax.annotate import __main__ as cli
+
+    qdir = make_queue(tmp_path)
+    assert cli.main([f"--queue={qdir}", "--port=99999"]) == 2
+    assert "--port=99999: a TCP port is 0..65535" in capsys.readouterr().err
+    manifest = (qdir / "queue.json").read_text()
+    for text, fragment in [
+        ("{oops", "queue.json is damaged"),
+        ('{"format": "x"}', "not a dal_jax annotation queue"),
+        (manifest.replace('"round": 2', '"round": "two"'), "'round' must be an integer"),
+    ]:
+        (qdir / "queue.json").write_text(text)
+        assert cli.main([f"--queue={qdir}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and fragment in err and err.count("\n") == 1
+
+
 def test_annotate_queue_blocks_until_finish_and_returns_labels(tmp_path):
     qdir = make_queue(tmp_path)
     urls, result = [], {}

@@ -11,14 +11,14 @@ from dal_jax import data, grasp
 def test_targets_central_third_axis_aligned():
     # Opening 30 along the columns, jaw 10 along the rows, centre (20, 30).
     rect = grasp.grasp_to_rect(np.array([20.0, 30.0]), 0.0, 30.0, 10.0)
-    t = data.make_targets(rect[None], None, (40, 60))
-    assert t.shape == (40, 60, 4) and t.dtype == np.float32
+    t = data.make_targets(rect[None], None, (300, 300))
+    assert t.shape == (300, 300, 4) and t.dtype == np.float32
     pos = t[..., 0]
     rows, cols = np.nonzero(pos)
     # Central third: cols 25..35 (opening/3 = 10 wide), rows 15..25 (jaw 10), edges included.
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (15, 25, 25, 35)
     assert pos.sum() == 11 * 11
-    np.testing.assert_allclose(t[20, 30], [1, 1, 0, 30 / 150], atol=1e-6)
+    np.testing.assert_allclose(t[20, 30], [1, 1, 0, 30 / 150], atol=1e-6)  # 300 px: scale 150
     np.testing.assert_allclose(t[0, 0], [0, 1, 0, 0])  # background
     np.testing.assert_allclose(t[20, 38], [0, 1, 0, 0])  # outer thirds are not painted
 
@@ -26,10 +26,13 @@ def test_targets_central_third_axis_aligned():
 def test_targets_angle_overwrite_mask_and_clip():
     a = grasp.grasp_to_rect(np.array([30.0, 30.0]), math.pi / 4, 60.0, 12.0)
     b = grasp.grasp_to_rect(np.array([30.0, 30.0]), -math.pi / 4, 300.0, 6.0)
-    t = data.make_targets(np.stack([a, b]), None, (60, 60))
+    t = data.make_targets(np.stack([a, b]), None, (300, 300))
     # b came later and overwrites the centre; its opening 300 clips to 1.
     np.testing.assert_allclose(t[30, 30], [1, math.cos(-math.pi / 2), -1, 1], atol=1e-6)
-    t_a = data.make_targets(np.stack([a, b]), np.array([True, False]), (60, 60))
+    t_a = data.make_targets(np.stack([a, b]), np.array([True, False]), (300, 300))
+    # At another size the width scale follows the image: 150 * 96 / 300 = 48 px.
+    c = grasp.grasp_to_rect(np.array([30.0, 30.0]), 0.0, 24.0, 6.0)
+    assert data.make_targets(c[None], None, (96, 96))[30, 30, 3] == pytest.approx(24 / 48)
     np.testing.assert_allclose(t_a[30, 30], [1, 0, 1, 60 / 150], atol=1e-6)
     # A rectangle entirely outside the image paints nothing.
     out = grasp.grasp_to_rect(np.array([-50.0, -50.0]), 0.0, 20.0, 5.0)

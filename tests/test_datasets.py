@@ -215,12 +215,13 @@ def test_missing_manual_folder(tmp_path, capsys):
 
 def test_synthetic_round_trips_through_cornell_parser(tmp_path):
     ids = synth.write_scenes(tmp_path, 3, 48, seed=5)
-    assert ids == ["pcd0100", "pcd0101", "pcd0102"]
+    assert list(ids) == ["pcd0100", "pcd0101", "pcd0102"]
     rng = np.random.default_rng([5, 0])
     scene = None
     while scene is None:
         scene = synth.make_scene(rng, 48)
-    rng_depth, rgb, rects = scene
+    rng_depth, rgb, rects, kinds = scene
+    assert ids["pcd0100"] == kinds and set(kinds) <= set(synth.KINDS)
     text = (tmp_path / "01" / "pcd0100.txt").read_text()
     assert text.startswith("# .PCD v.7") and "WIDTH 64\nHEIGHT 56\n" in text
     depth = common.depth_from_pcd(text)

@@ -19,7 +19,8 @@ def ref_post(p):
     """p [H, W, 4] float32 -> blurred q, angle, width (the GG-CNN reference recipe)."""
     q = gaussian(p[..., 0], 2.0, preserve_range=True)
     ang = gaussian(np.arctan2(p[..., 2], p[..., 1]) / 2.0, 2.0, preserve_range=True)
-    wid = gaussian(p[..., 3] * 150.0, 1.0, preserve_range=True)
+    # The width scale is 150 px at 300 px and scales with the image (grasp.width_scale).
+    wid = gaussian(p[..., 3] * np.float32(grasp.width_scale(p.shape[1])), 1.0, preserve_range=True)
     return q, ang, wid
 
 
@@ -46,7 +47,9 @@ def ref_iou(a, b):
 def ref_success(p, gts):
     """p [H, W, 4]; gts [G, 4, 2] (unpadded) -> bool."""
     q, ang, wid = ref_post(p)
-    peaks = peak_local_max(q, min_distance=20, threshold_abs=0.2, num_peaks=1)
+    peaks = peak_local_max(
+        q, min_distance=evaluate.peak_distance(q.shape[0]), threshold_abs=0.2, num_peaks=1
+    )
     for r, c in peaks:
         o = np.float64(wid[r, c])
         rect = grasp.grasp_to_rect(np.array([r, c], np.float64), np.float64(ang[r, c]), o, o / 2)
@@ -156,7 +159,7 @@ def make_case(rng, n, size, g_max):
         g = 1 if rng.random() < 0.3 else (g_max if rng.random() < 0.3 else rng.integers(1, g_max))
         for k in range(g):
             if rng.random() < 0.6:  # around the blob, jittered: near the 0.25 / 30 deg limits
-                o = preds[i, int(cr), int(cc), 3] * 150 * rng.uniform(0.6, 1.6)
+                o = preds[i, int(cr), int(cc), 3] * grasp.width_scale(size) * rng.uniform(0.6, 1.6)
                 gts[i, k] = grasp.grasp_to_rect(
                     np.array([cr, cc]) + rng.normal(0, 4, 2),
                     np.float64(a + rng.normal(0, 0.4)),
@@ -198,7 +201,10 @@ def test_decisions_identical_to_reference_1000_cases():
     # The sample exercises both outcomes and the no-peak case.
     assert 0.1 < ref.mean() < 0.9
     q = np.asarray(evaluate.postprocess(preds[0])[0])
-    assert any(len(peak_local_max(x, 20, threshold_abs=0.2, num_peaks=1)) == 0 for x in q)
+    assert any(
+        len(peak_local_max(x, evaluate.peak_distance(size), threshold_abs=0.2, num_peaks=1)) == 0
+        for x in q
+    )
 
 
 def test_full_size_300_matches_reference():
@@ -216,7 +222,9 @@ def test_detect_grasps_matches_peak_local_max_top_n():
     q[1, 40:45, 50:55] = 2.0  # plateau: ties resolved in row-major order
     g = evaluate.detect_grasps(q, q, q, top_n=3)
     for i in range(3):
-        ref = peak_local_max(q[i], min_distance=20, threshold_abs=0.2, num_peaks=3)
+        ref = peak_local_max(
+            q[i], min_distance=evaluate.peak_distance(q.shape[-1]), threshold_abs=0.2, num_peaks=3
+        )
         valid = np.asarray(g.valid[i])
         assert valid.sum() == len(ref)
         assert np.array_equal(np.asarray(g.centre[i])[valid].astype(int), ref)
@@ -318,7 +326,10 @@ def test_fast_peak_certificate_is_sound_on_near_ties():
         r, c, valid, ok = (np.asarray(a) for a in jax.jit(evaluate._top1_fast)(preds))
     for i, p in enumerate(qmaps):
         ref = peak_local_max(
-            gaussian(p, 2.0, preserve_range=True), min_distance=20, threshold_abs=0.2, num_peaks=1
+            gaussian(p, 2.0, preserve_range=True),
+            min_distance=evaluate.peak_distance(p.shape[0]),
+            threshold_abs=0.2,
+            num_peaks=1,
         )
         if ok[i]:  # a certified fast peak is the reference peak
             assert valid[i, 0] == (len(ref) == 1), i
@@ -349,13 +360,15 @@ def test_near_ties_decided_like_reference():
     mask = np.zeros((n, 2), bool)
     for i in range(n):
         q, ang, wid = ref_post(preds[0, i])
-        peaks = peak_local_max(q, min_distance=20, threshold_abs=0.2, num_peaks=1)
+        peaks = peak_local_max(
+            q, min_distance=evaluate.peak_distance(q.shape[0]), threshold_abs=0.2, num_peaks=1
+        )
         for r, c in peaks:
             o = np.float64(wid[r, c])
             gts[i, 0] = grasp.grasp_to_rect(np.array([r, c], np.float64), ang[r, c], o, o / 2)
             mask[i, 0] = True
     with jax.enable_x64(True):
-        _, success, n_exact = evaluate._accuracy(
+        _, success, n_exact, _ = evaluate._accuracy(
             jnp.asarray(preds), jnp.asarray(gts), jnp.asarray(mask), n_rows=200, chunk=6
         )
     ref = np.array([[ref_success(preds[k, i], gts[i][mask[i]]) for i in range(n)] for k in (0, 1)])

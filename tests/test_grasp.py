@@ -94,10 +94,59 @@ def test_parse_cornell_crlf_last_line_and_nan():
 
 
 def test_parse_cornell_partial_and_garbage():
-    rects, skipped = grasp.parse_cornell("1 2\n3 4\n5 6\n7 8\n9 10\n")
-    assert len(rects) == 1 and skipped == 1  # dangling partial rectangle counted
+    # A file cut short: the first rectangle is whole, the dangling partial one is counted.
+    rects, skipped = grasp.parse_cornell("10 20\n50 20\n50 40\n10 40\n9 10\n")
+    assert len(rects) == 1 and skipped == 1
+    np.testing.assert_array_equal(rects[0], [[20, 10], [20, 50], [40, 50], [40, 10]])
     rects, skipped = grasp.parse_cornell("1 2\nfoo bar\n5 6\n7 8\n")
     assert len(rects) == 0 and skipped == 1
+
+
+# Three hand-drawn-like Cornell rectangles (x y lines): axis-aligned, 45 degrees, real-looking.
+_A = ["253 319.7", "309.2 324.1", "307.0 350.5", "251.3 346.9"]
+_B = ["100 100", "140 100", "140 120", "100 120"]
+_C = ["200 50", "230 80", "216 94", "186 64"]
+
+
+def _rects(*blocks):
+    return grasp.parse_cornell("\n".join(ln for b in blocks for ln in b), round_to_int=False)[0]
+
+
+@pytest.mark.parametrize("drop", [0, 2, 5, 6, 9])
+def test_parse_cornell_missing_middle_line_skips_only_the_broken_rectangle(drop):
+    """A line missing in the middle: before the fix the groups after the gap mixed the corners
+    of two rectangles and were kept. Now the broken rectangle is skipped (and counted) and every
+    other rectangle comes back whole."""
+    lines = _A + _B + _C
+    broken = drop // 4
+    text = "\n".join(lines[:drop] + lines[drop + 1 :])
+    rects, skipped, notes = grasp.parse_cornell_report(text, round_to_int=False)
+    whole = [b for i, b in enumerate((_A, _B, _C)) if i != broken]
+    np.testing.assert_allclose(rects, _rects(*whole))
+    assert skipped == 1
+    assert "not a multiple of 4" in notes[0] and "1 rectangle(s) skipped" in notes[0]
+    assert all(grasp.plausible_rect(r) for r in rects)
+
+
+def test_parse_cornell_ambiguous_grouping_keeps_nothing_doubtful():
+    # Near-duplicate rectangles with the first line lost: [A1 A2 A3 A0'] is a rotated copy
+    # of A (opening and jaw swapped), as plausible as the true grouping, so nothing is kept.
+    text = "\n".join((_B + _B + _B)[1:])
+    rects, skipped, notes = grasp.parse_cornell_report(text)
+    assert len(rects) == 0 and skipped == 3 and "ambiguous" in notes[0]
+    # Well-aligned files are grouped four by four as before (no shape check).
+    rects, skipped = grasp.parse_cornell("\n".join(_A + ["1 1", "2 2", "3 3", "4 4"]))
+    assert len(rects) == 2 and skipped == 0
+
+
+def test_plausible_rect():
+    assert grasp.plausible_rect(grasp.grasp_to_rect(np.array([50.0, 60]), 0.3, 40.0, 8.0))
+    rect = np.array([[0.0, 0], [0, 40], [20, 40], [20, 0]])
+    assert grasp.plausible_rect(np.round(rect + 0.4))
+    assert not grasp.plausible_rect(rect[[0, 2, 1, 3]])  # self-crossing order
+    assert not grasp.plausible_rect([[0, 0], [0, 40], [20, 40], [0, 0]])  # a corner repeated
+    assert not grasp.plausible_rect([[0, 0], [1, 1], [2, 2], [3, 3]])  # collinear
+    assert not grasp.plausible_rect([[0, 0], [0, 40], [20, 60], [20, 20]])  # parallelogram
 
 
 def test_cornell_format_round_trip():

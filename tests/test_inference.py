@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, evaluate, inference, models, train
+from dal_jax import checkpoint, evaluate, grasp, inference, models, preprocess, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 96
@@ -30,8 +30,9 @@ def planted_params(size: int = SIZE, in_channels: int = 1):
     layer passes channel 0 through (centre taps / all-ones transposed kernels); pos = channel 0,
     cos = 1, sin = 0, width = 40 px everywhere (angle 0, opening 40 network px).
     """
-    p = models.GGCNN().init(jax.random.key(0), np.zeros((1, size, size, in_channels)))["params"]
-    p = jax.tree.map(lambda a: np.zeros(a.shape, np.float32), p)
+    x = jax.ShapeDtypeStruct((1, size, size, in_channels), np.float32)
+    shapes = jax.eval_shape(lambda x: models.GGCNN().init(jax.random.key(0), x), x)["params"]
+    p = jax.tree.map(lambda a: np.zeros(a.shape, np.float32), shapes)  # shapes only: no compile
     enc, dec = p["encoder"], p["decoder"]
     enc["conv1"]["kernel"][:, :, 0, 0] = -10.0 / 81
     enc["conv2"]["kernel"][2, 2, 0, 0] = 1.0
@@ -41,7 +42,7 @@ def planted_params(size: int = SIZE, in_channels: int = 1):
         k[:, :, 0, 0] = 1.0 / (k.shape[0] // 2) ** 2
     dec["pos"]["kernel"][:, :, 0, 0] = 0.25
     dec["cos"]["bias"][:] = 1.0
-    dec["width"]["bias"][:] = 40 / 150
+    dec["width"]["bias"][:] = 40 / grasp.width_scale(size)
     return p
 
 
@@ -272,3 +273,89 @@ def test_warmup_compiles_what_detect_runs():
     before = inference._run._cache_size()
     d48.detect(scene())
     assert inference._run._cache_size() == before
+
+
+# ----------------------------------------------------------------------------- depth units
+
+
+def _cornell_metres(shared_data):
+    return inference.read_depth(shared_data / "cornell" / "pcd0100d.tiff")
+
+
+def test_uint16_millimetre_tiff_same_grasps_as_float_metres(shared_data, ckpt, det, tmp_path):
+    """A 16-bit millimetre TIFF of the real Cornell frame gives the float original's depth,
+    quality map and grasp (before the fix it was read as metres: z came out ~1200 m)."""
+    import tifffile
+    from PIL import Image
+
+    d = _cornell_metres(shared_data)
+    assert d.dtype == np.float32 and 1.0 < np.median(d) < 1.5  # metres
+    mm = np.round(d * 1000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "tifffile_mm.tiff", mm)
+    Image.fromarray(mm).save(tmp_path / "pillow_mm.tiff")
+    intr = (525.0, 525.0, 320.0, 240.0)
+    ref = det.analyse(d, maps=True, intrinsics=intr)
+    assert ref.status == "ok"
+    for name in ("tifffile_mm.tiff", "pillow_mm.tiff"):
+        dm = inference.read_depth(tmp_path / name)
+        assert dm.dtype == np.float32
+        np.testing.assert_allclose(dm, d, atol=5.1e-4)  # rounding to whole millimetres
+        out = det.analyse(dm, maps=True, intrinsics=intr)
+        np.testing.assert_allclose(out.maps["q"], ref.maps["q"], atol=2e-3)
+        g, r = out.grasps[0], ref.grasps[0]
+        assert g.centre == r.centre and g.angle == pytest.approx(r.angle, abs=1e-3)
+        assert g.position[2] == pytest.approx(r.position[2], abs=1e-3) and g.position[2] < 2
+    # The CLI on the 16-bit file: the grasp's depth is in metres.
+    args = ["--checkpoint", str(ckpt), "--depth", str(tmp_path / "pillow_mm.tiff"), "--json"]
+    assert inference.main([*args, "--intrinsics=525,525,320,240"]) == 0
+
+
+def test_float_millimetre_tiff_warns_and_is_converted(shared_data, tmp_path, capsys):
+    import tifffile
+
+    d = _cornell_metres(shared_data)
+    tifffile.imwrite(tmp_path / "float_mm.tiff", d * 1000)
+    with pytest.warns(
+        preprocess.DepthUnitsWarning, match=r"median of 1\d{3} is taken as millimetres"
+    ):
+        dm = inference.read_depth(tmp_path / "float_mm.tiff")
+    np.testing.assert_allclose(dm, d, rtol=1e-6)
+    # An explicit scale overrides the rule (and says nothing).
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(
+            inference.read_depth(tmp_path / "float_mm.tiff", depth_scale=0.001), d, rtol=1e-6
+        )
+        tifffile.imwrite(tmp_path / "tenth_mm.tiff", np.round(d * 10000).astype(np.uint16))
+        np.testing.assert_allclose(
+            inference.read_depth(tmp_path / "tenth_mm.tiff", depth_scale=1e-4), d, atol=6e-5
+        )
+    # The CLI prints the warning as one line (checked before the checkpoint is read).
+    rc = inference.main(
+        ["--checkpoint", str(tmp_path / "no_run"), "--depth", str(tmp_path / "float_mm.tiff")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[0].startswith("warning: ") and "millimetres" in err[0]
+    assert err[1].startswith("error: ") and "no_run" in err[1] and len(err) == 2
+
+
+def test_depth_units_rule_on_arrays():
+    frame = scene(holes=False)
+    np.testing.assert_array_equal(inference.as_depth_metres(frame), frame)  # metres as they are
+    mm16 = np.round(frame * 1000).astype(np.uint16)
+    np.testing.assert_allclose(inference.as_depth_metres(mm16), frame, atol=1e-6)
+    mm32 = np.round(frame * 1000).astype(np.int32)
+    mm32[0, 0] = -1  # a negative hole stays a hole
+    assert inference.as_depth_metres(mm32)[0, 0] < 0
+    with pytest.warns(preprocess.DepthUnitsWarning):
+        np.testing.assert_allclose(inference.as_depth_metres(frame * 1000), frame, rtol=1e-6)
+    # A camera frame with no valid pixel passes (the detector answers "no valid depth")...
+    assert np.isnan(inference.as_depth_metres(np.full((4, 4), np.nan, np.float32))).all()
+    # ...a file does not; implausible ranges are refused either way.
+    with pytest.raises(ValueError, match="no valid depth pixel"):
+        inference.as_depth_metres(np.zeros((4, 4), np.uint16), allow_empty=False)
+    for bad in (frame * 1e6, frame / 100, np.full((4, 4), 25000, np.uint16)):
+        with pytest.raises(ValueError, match="implausible depth"):
+            inference.as_depth_metres(bad)

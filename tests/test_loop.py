@@ -256,15 +256,29 @@ def _run_processes(tmp_path, procs: int):
     return results
 
 
+def assert_same_results(a: dict, b: dict):
+    """Identical results: the same selections, accuracies and flags; the float diagnostics
+    (test-set statistics computed with another device layout) to float32 rounding."""
+    strip = lambda r: {**r, "rounds": [{**x, "diagnostics": None} for x in r["rounds"]]}
+    assert strip(a) == strip(b)
+    for ra, rb in zip(a["rounds"], b["rounds"]):
+        assert ra["diagnostics"].keys() == rb["diagnostics"].keys()
+        for k, v in ra["diagnostics"].items():
+            np.testing.assert_allclose(
+                np.asarray(v, float), np.asarray(rb["diagnostics"][k], float), rtol=1e-5, err_msg=k
+            )
+
+
 def test_sharded_over_four_devices_equals_one_device(four_seeds_one_device, tmp_path):
     (sharded,) = _run_processes(tmp_path, 1)
-    assert sharded == four_seeds_one_device
+    assert_same_results(sharded, four_seeds_one_device)
     assert np.asarray(sharded["rounds"][0]["selected"]).shape == (4, 4)
 
 
 def test_two_hosts_with_jax_distributed_equal_one_device(four_seeds_one_device, tmp_path):
     results = _run_processes(tmp_path, 2)
-    assert results[0] == results[1] == four_seeds_one_device
+    assert results[0] == results[1]
+    assert_same_results(results[0], four_seeds_one_device)
     # The checkpoint both processes wrote is whole and restores in a single process.
     _, state, _, meta = checkpoint.restore(tmp_path)
     assert np.asarray(state["step"]).shape == (4,)

@@ -92,14 +92,16 @@ def test_paced_source_drops_instead_of_queueing(tmp_path):
     # 200 fps into a 25 fps detector: most frames must be dropped, none queued, and each
     # processed frame must be fresh (waited at most about one detection).
     n = 40
-    depth = np.ones((n, 24, 24), np.float32) * np.arange(1, n + 1, dtype=np.float32)[:, None, None]
+    # Frame i is a flat 0.5 + i/100 m (plausible depth), so the detector sees which frame it got.
+    ids = 0.5 + np.arange(1, n + 1, dtype=np.float32) / 100
+    depth = np.ones((n, 24, 24), np.float32) * ids[:, None, None]
     np.savez(tmp_path / "seq.npz", depth=depth, stamp=np.arange(n) / 200.0)
     slow = SlowDetector()
     buf = io.StringIO()
     stats = robot.run(slow, robot.NpzSource(tmp_path / "seq.npz", fps=200), robot.StdoutSink(buf))
     assert stats.frames_in == n and stats.processed + stats.dropped == n
     assert stats.dropped >= n // 2 and stats.processed < n // 2
-    assert slow.seen == sorted(slow.seen) and slow.seen[-1] == n  # newest wins, in order
+    assert slow.seen == sorted(slow.seen) and slow.seen[-1] == ids[-1]  # newest wins, in order
     assert max(stats.latency_ms) < 300  # no backlog (a queue would reach ~1.5 s)
     stamps = [json.loads(line)["stamp"] for line in buf.getvalue().splitlines()]
     assert stamps == sorted(stamps) and len(stamps) == stats.processed
@@ -190,3 +192,46 @@ def test_cli_replay_folder(frames_dir, tmp_path, capsys):
     stats = json.loads(cap.err.strip().splitlines()[-1])["stats"]
     assert stats["processed"] == 3 and stats["dropped"] == 0
     assert robot.main(["--checkpoint", str(run), "--source=bogus"]) == 2
+
+
+def test_unreadable_frames_are_reported_and_counted(det, tmp_path, capsys):
+    """A frame the source cannot read yields an "error: ..." record and counts in the stats
+    (before the fix it was printed, then missing from the records and from "errors")."""
+    np.save(tmp_path / "a_good.npy", scene())
+    (tmp_path / "b_cut.tiff").write_bytes(b"II*\x00" + b"\x00" * 20)  # a truncated TIFF
+    tifffile.imwrite(tmp_path / "c_scened.tiff", scene())
+    (tmp_path / "c_scener.png").write_bytes(b"not a png")  # its RGB pair is unreadable
+    np.save(tmp_path / "d_good.npy", scene())
+    buf = io.StringIO()
+    stats = robot.run(det, robot.FolderSource(tmp_path), robot.StdoutSink(buf))
+    recs = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert [r["name"] for r in recs] == ["a_good.npy", "b_cut.tiff", "c_scened.tiff", "d_good.npy"]
+    assert [r["status"][:6] for r in recs] == ["ok", "error:", "error:", "ok"]
+    assert "b_cut.tiff" in recs[1]["status"] and "c_scener.png" in recs[2]["status"]
+    s = stats.summary()
+    assert (s["frames_in"], s["processed"], s["errors"]) == (4, 4, 2)
+    assert capsys.readouterr().err.count("skipping") == 2
+
+
+def test_depth_scale_and_units_warning_once(det, tmp_path, capsys):
+    frames = np.stack([scene(holes=False), scene(holes=False)])
+    np.savez(tmp_path / "mm.npz", depth=frames * 1000)  # float millimetres
+    runs = {}
+    for scale in (None, 0.001):
+        buf = io.StringIO()
+        stats = robot.run(
+            det, robot.NpzSource(tmp_path / "mm.npz", depth_scale=scale), robot.StdoutSink(buf)
+        )
+        runs[scale] = [json.loads(line) for line in buf.getvalue().splitlines()]
+        assert stats.errors == 0
+        err = capsys.readouterr().err
+        assert err.count("warning:") == (1 if scale is None else 0), err  # once per source
+    ref = det.detect(frames[0])[0]
+    for recs in runs.values():
+        assert [r["grasps"][0]["centre"] for r in recs] == [list(ref.centre)] * 2
+    # A wrong scale is refused per frame (error records), not turned into kilometres.
+    buf = io.StringIO()
+    stats = robot.run(
+        det, robot.NpzSource(tmp_path / "mm.npz", depth_scale=1.0), robot.StdoutSink(buf)
+    )
+    assert stats.errors == 2 and "implausible depth" in buf.getvalue()

@@ -122,7 +122,7 @@ def test_plain_loss_falls_tenfold():
     first = None
     losses = []
 
-    def record(done, m):
+    def record(done, m, _states):
         losses.append(np.asarray(m["gsp_loss"])[0])
 
     trainer.train(states, INPUTS, TARGETS, masks, {"alpha": jnp.zeros(1)}, keys, 400, record)

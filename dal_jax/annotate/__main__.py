@@ -74,16 +74,44 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="first write K synthetic scenes to --queue if it holds no queue yet",
     )
+    parser.add_argument(
+        "--move_aside_corrupt",
+        action="store_true",
+        help="move the label files of samples whose labels cannot be read into the sample's "
+        "corrupt-<time>/ folder (kept), so they can be labelled again; without it such a "
+        "queue is not served",
+    )
     args = parser.parse_args(argv)
 
-    if args.demo and not (pathlib.Path(args.queue) / queue_lib.MANIFEST).exists():
-        _demo_queue(args.queue, args.demo)
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    if not 0 <= args.port <= 65535:
+        return fail(f"--port={args.port}: a TCP port is 0..65535 (0 picks a free one)")
+    if args.demo < 0:
+        return fail(f"--demo={args.demo}: give a number of scenes >= 1")
+    queue_dir = pathlib.Path(args.queue)
+    if args.demo and not (queue_dir / queue_lib.MANIFEST).exists():
+        _demo_queue(queue_dir, args.demo)
+    if not (queue_dir / queue_lib.MANIFEST).exists():
+        return fail(
+            f"{queue_dir} holds no {queue_lib.MANIFEST}; is it an annotation queue? (a run "
+            "with --oracle=human writes one; --demo=K writes a demo queue)"
+        )
     try:
-        server = server_lib.serve(args.queue, args.host, args.port)
-    except FileNotFoundError:
-        parser.error(f"{args.queue} holds no {queue_lib.MANIFEST}; is it an annotation queue?")
-    except OSError as e:
-        parser.error(f"cannot listen on {args.host}:{args.port}: {e}")
+        if args.move_aside_corrupt:
+            for dest in queue_lib.move_aside_corrupt(queue_dir):
+                print(f"moved the damaged label files to {dest}", flush=True)
+        server = server_lib.serve(queue_dir, args.host, args.port)
+    except FileNotFoundError as e:
+        return fail(f"{queue_dir}: {e}")
+    except ValueError as e:  # a damaged queue.json, or samples whose labels cannot be read
+        return fail(str(e))
+    except (OSError, OverflowError) as e:
+        return fail(f"cannot listen on {args.host}:{args.port}: {e}")
+    for index, note in server.notes:
+        print(f"note: sample {index}: {note}", flush=True)
     with server:
         n = len(server.manifest["samples"])
         if queue_lib.is_finished(args.queue):
@@ -98,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"\nstopped; labels so far are saved in {args.queue}", flush=True)
             return 130
-    labels = queue_lib.read_labels(args.queue)
+    try:
+        labels = queue_lib.read_labels(queue_dir)
+    except ValueError as e:  # damaged on disk while serving
+        return fail(str(e))
     total = sum(len(r) for r in labels.values())
     print(f"Finished: {total} grasps on {len(labels)} samples in {args.queue}", flush=True)
     return 0

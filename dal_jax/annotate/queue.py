@@ -27,6 +27,16 @@ Atomicity and concurrency rule (SPEC of issue 8):
   nothing is written. So two tabs on one sample never overwrite each other silently: the first
   save wins and the other tab is told, shown the saved version, and can redo its edit.
 * ``state.json`` (resume position, finished flag) is last-write-wins; it carries no labels.
+
+Damaged files (nothing lost, nothing silently wrong):
+
+* ``grasps.json`` unreadable but ``cpos.txt`` whole: the labels are read from ``cpos.txt`` (a
+  note says so); the next save rewrites both.
+* no readable copy of the labels (``grasps.json`` unreadable or absent, and ``cpos.txt``
+  unreadable, with a damaged rectangle, or absent): `CorruptLabels`. Such a sample is neither
+  served nor overwritten; its files stay as they are until the user repairs them or moves them
+  aside explicitly (`move_aside_corrupt`, ``python -m dal_jax.annotate --move_aside_corrupt``).
+* a damaged ``queue.json`` is a ValueError naming the file.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import logging
 import math
 import os
 import pathlib
+import shutil
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -61,6 +72,26 @@ MAX_GRASPS = 100
 MAX_ID_LENGTH = 300
 
 _THREAD_LOCK = threading.Lock()
+
+
+class CorruptLabels(ValueError):
+    """The saved labels of one or more samples cannot be read (see the module docstring).
+
+    ``problems``: [(sample index, reason)]. The message names the files and says what to do.
+    """
+
+    def __init__(self, queue_dir, problems: list[tuple[int, str]]):
+        self.queue_dir = pathlib.Path(queue_dir)
+        self.problems = list(problems)
+        shown = "; ".join(f"sample {i} ({SAMPLES}/{i:04d}): {why}" for i, why in problems[:3])
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        super().__init__(
+            f"{self.queue_dir}: the saved labels of {len(problems)} sample(s) cannot be read: "
+            f"{shown}{more}. They are neither served nor overwritten. Repair the files by "
+            "hand, or move them aside (kept in the sample's corrupt-<time>/ folder) and label "
+            f"those samples again with: python -m dal_jax.annotate --queue={self.queue_dir} "
+            "--move_aside_corrupt"
+        )
 
 
 class RevisionConflict(Exception):
@@ -180,12 +211,47 @@ def validate_rects(obj, height: int, width: int, max_grasps: int = MAX_GRASPS) -
 
 
 def load_manifest(queue_dir) -> dict:
-    """Reads ``queue.json``; raises FileNotFoundError/ValueError for a missing or bad queue."""
+    """Reads ``queue.json``; FileNotFoundError when there is none, ValueError naming the file
+    when it is damaged or not a dal_jax annotation queue."""
     path = pathlib.Path(queue_dir) / MANIFEST
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(
+            f"{path} is damaged ({e}); restore it, or write the queue again (the active-learning "
+            "round writes it again when it resumes)"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: not a dal_jax annotation queue (format {FORMAT!r} expected)")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ValueError(
+            f"{path} is damaged ({problem}); restore it, or write the queue again (the "
+            "active-learning round writes it again when it resumes)"
+        )
     return manifest
+
+
+def _manifest_problem(m: dict) -> str | None:
+    """What is wrong with a parsed manifest, or None."""
+
+    def is_int(v, low):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    for key, low in (("round", 0), ("height", 1), ("width", 1)):
+        if not is_int(m.get(key), low):
+            return f"'{key}' must be an integer >= {low}, got {m.get(key)!r}"
+    samples = m.get("samples")
+    if not isinstance(samples, list):
+        return "'samples' must be a list"
+    for i, e in enumerate(samples):
+        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
+            return f"samples[{i}] must be an object with a string 'id'"
+        if e.get("rgb") not in (None, "rgb.png") or e.get("depth") != "depth.png":
+            return f"samples[{i}] names unexpected image files"
+    return None
 
 
 def _sample_dir(queue_dir, index: int) -> pathlib.Path:
@@ -278,8 +344,8 @@ def write_queue(
                 with contextlib.suppress(FileNotFoundError):
                     (sdir / "rgb.png").unlink()
             _atomic_write_png(sdir / "depth.png", depth_to_image(depth[i]))
-            if resume and (sdir / GRASPS_JSON).exists():
-                pass  # keep what the labeller already saved
+            if resume and ((sdir / GRASPS_JSON).exists() or (sdir / CPOS).exists()):
+                pass  # keep what the labeller already saved (a damaged sample stays as it is)
             else:
                 rects = np.zeros((0, 4, 2))
                 if sid in existing_rects:
@@ -305,9 +371,7 @@ def write_queue(
     # Drop folders of a longer queue this one overwrote, so they cannot be mistaken for labels.
     for extra in sorted((queue_dir / SAMPLES).glob("[0-9][0-9][0-9][0-9]")):
         if int(extra.name) >= k:
-            for f in extra.iterdir():
-                f.unlink()
-            extra.rmdir()
+            shutil.rmtree(extra)
     _LOG.info("annotation queue of %d samples written to %s", k, queue_dir)
     return queue_dir
 
@@ -325,23 +389,89 @@ def _write_sample_files(sdir: pathlib.Path, sid: str, rects: np.ndarray, revisio
 def read_sample(queue_dir, index: int, manifest: dict | None = None) -> tuple[np.ndarray, int]:
     """The saved rectangles [G, 4, 2] (row, col) and revision of the queue's ``index``-th sample.
 
-    Reads ``grasps.json`` (exact) or, when it is missing or unreadable, ``cpos.txt``.
+    Reads ``grasps.json`` (exact) or, when it is missing or unreadable, ``cpos.txt``. Raises
+    `CorruptLabels` when neither holds a readable copy of the labels (a sample whose two files
+    are both absent has no labels yet: empty, revision 0).
     """
+    rects, revision, problem, _ = _read_sample_checked(queue_dir, index, manifest)
+    if problem:
+        raise CorruptLabels(queue_dir, [(index, problem)])
+    return rects, revision
+
+
+def _read_sample_checked(queue_dir, index: int, manifest: dict | None = None):
+    """-> (rects, revision, problem or None, note or None); see `read_sample`."""
     manifest = manifest or load_manifest(queue_dir)
     if not 0 <= index < len(manifest["samples"]):
         raise IndexError(index)
     sdir = _sample_dir(queue_dir, index)
+    json_problem = None
     try:
-        data = json.loads((sdir / GRASPS_JSON).read_text())
+        data = json.loads((sdir / GRASPS_JSON).read_text(encoding="utf-8"))
         rects = np.asarray(data["rects"], dtype=np.float64).reshape(-1, 4, 2)
-        return rects, int(data["revision"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        rects, _ = grasp.parse_cornell((sdir / CPOS).read_text(), round_to_int=False)
-        return rects, 0
+        revision = data["revision"]
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            raise ValueError(f"revision {revision!r} is not a count")
+        if not np.isfinite(rects).all():
+            raise ValueError("non-finite coordinates")
+        return rects, revision, None, None
     except FileNotFoundError:
-        return np.zeros((0, 4, 2)), 0
+        pass
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        json_problem = f"{GRASPS_JSON} is unreadable ({type(e).__name__}: {e})"
+    try:
+        text = (sdir / CPOS).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if json_problem:
+            return None, 0, f"{json_problem} and there is no {CPOS}", None
+        return np.zeros((0, 4, 2)), 0, None, None
+    except (OSError, UnicodeDecodeError) as e:
+        cpos_problem = f"{CPOS} is unreadable ({type(e).__name__}: {e})"
+        return None, 0, f"{json_problem or f'no {GRASPS_JSON}'}; {cpos_problem}", None
+    rects, skipped = grasp.parse_cornell(text, round_to_int=False)
+    if skipped:
+        cpos_problem = f"{CPOS} has {skipped} damaged rectangle(s)"
+        return None, 0, f"{json_problem or f'no {GRASPS_JSON}'}; {cpos_problem}", None
+    note = f"{json_problem}; its labels are read from {CPOS}" if json_problem else None
+    if note:
+        _LOG.warning("sample %d of %s: %s", index, queue_dir, note)
+    return rects, 0, None, note
+
+
+def check_queue(queue_dir, manifest: dict | None = None) -> tuple[list, list]:
+    """Reads every sample's labels: ([(index, problem)] of samples without a readable copy,
+    [(index, note)] of samples read from ``cpos.txt`` because ``grasps.json`` is damaged)."""
+    manifest = manifest or load_manifest(queue_dir)
+    problems, notes = [], []
+    for i in range(len(manifest["samples"])):
+        _, _, problem, note = _read_sample_checked(queue_dir, i, manifest)
+        if problem:
+            problems.append((i, problem))
+        if note:
+            notes.append((i, note))
+    return problems, notes
+
+
+def move_aside_corrupt(queue_dir, manifest: dict | None = None) -> list[pathlib.Path]:
+    """The explicit repair: moves the label files of every sample without a readable copy into
+    ``samples/NNNN/corrupt-<time>/`` (kept, never deleted), so the sample starts empty. Returns
+    the folders the files went to."""
+    import time
+
+    manifest = manifest or load_manifest(queue_dir)
+    moved = []
+    with queue_lock(queue_dir):
+        problems, _ = check_queue(queue_dir, manifest)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for i, _why in problems:
+            sdir = _sample_dir(queue_dir, i)
+            dest = sdir / f"corrupt-{stamp}"
+            dest.mkdir(exist_ok=True)
+            for name in (GRASPS_JSON, CPOS):
+                if (sdir / name).exists():
+                    os.replace(sdir / name, dest / name)
+            moved.append(dest)
+    return moved
 
 
 def save_sample(

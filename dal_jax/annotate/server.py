@@ -15,6 +15,8 @@ PUT      ``/api/samples/<i>/grasps``      body ``{"rects": [G][4][2], "revision"
                                           ``{"revision": new}``; 409 with the saved version
                                           when another tab saved first
 PUT      ``/api/state``                   body ``{"current": i}``: the resume position
+(both)   a sample whose saved labels cannot be read (`queue.CorruptLabels`) answers 423
+         and is never overwritten; `Server` refuses to start on such a queue
 POST     ``/api/finish``                  marks the queue finished, wakes `Server.wait_finished`
 =======  ===============================  ===================================================
 
@@ -192,7 +194,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._json(200, app.queue_summary())
         elif m := _SAMPLE.fullmatch(path):
             index = self._index(m.group(1))
-            rects, revision = queue_lib.read_sample(app.queue_dir, index, app.manifest)
+            try:
+                rects, revision = queue_lib.read_sample(app.queue_dir, index, app.manifest)
+            except queue_lib.CorruptLabels as e:  # 423 Locked: not the 409 of a conflict
+                raise HTTPError(423, str(e)) from None
             sid = app.manifest["samples"][index]["id"]
             self._json(
                 200, {"index": index, "id": sid, "rects": rects.tolist(), "revision": revision}
@@ -224,6 +229,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 new = queue_lib.save_sample(
                     app.queue_dir, index, body["rects"], revision, app.manifest
                 )
+            except queue_lib.CorruptLabels as e:  # nothing was written
+                raise HTTPError(423, str(e)) from None
             except (TypeError, ValueError) as e:
                 raise HTTPError(400, str(e)) from None
             except queue_lib.RevisionConflict as e:
@@ -279,6 +286,13 @@ class Server:
     def __init__(self, queue_dir, host: str = "127.0.0.1", port: int = 0):
         self.queue_dir = pathlib.Path(queue_dir).resolve()
         self.manifest = queue_lib.load_manifest(self.queue_dir)
+        # Samples whose labels cannot be read would show as "0 grasps" and a save would
+        # overwrite them: refuse to serve the queue until they are repaired or moved aside.
+        problems, self.notes = queue_lib.check_queue(self.queue_dir, self.manifest)
+        if problems:
+            raise queue_lib.CorruptLabels(self.queue_dir, problems)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0..65535 (0 picks a free one); got {port!r}")
         self.finished_event = threading.Event()
         cls = _HTTPServer6 if ":" in host else _HTTPServer
         self._httpd = cls((host, port), _Handler)
@@ -307,16 +321,13 @@ class Server:
         """What ``GET /api/queue`` answers."""
         samples = []
         for i, s in enumerate(self.manifest["samples"]):
-            rects, revision = queue_lib.read_sample(self.queue_dir, i, self.manifest)
-            samples.append(
-                {
-                    "index": i,
-                    "id": s["id"],
-                    "has_rgb": s["rgb"] is not None,
-                    "grasps": len(rects),
-                    "revision": revision,
-                }
-            )
+            entry = {"index": i, "id": s["id"], "has_rgb": s["rgb"] is not None}
+            try:
+                rects, revision = queue_lib.read_sample(self.queue_dir, i, self.manifest)
+                entry.update(grasps=len(rects), revision=revision)
+            except queue_lib.CorruptLabels as e:  # damaged while serving: say so, never "0"
+                entry.update(grasps=None, revision=None, error=str(e))
+            samples.append(entry)
         state = queue_lib.read_state(self.queue_dir)
         return {
             "round": self.manifest["round"],
@@ -347,6 +358,10 @@ class Server:
 
 def serve(queue_dir, host: str = "127.0.0.1", port: int = 0) -> Server:
     """Serves the annotation page for ``queue_dir`` on a background thread.
+
+    Raises FileNotFoundError (no queue.json), ValueError (a damaged queue.json, a bad port),
+    `queue.CorruptLabels` (samples whose labels cannot be read; nothing is served then) and
+    OSError (the address cannot be bound).
 
     Args:
       queue_dir: a folder written by `queue.write_queue`.

@@ -149,6 +149,26 @@ class Strategy:
         """What the compiled program depends on besides array shapes."""
         return (trainer.config, trainer.model)
 
+    def diagnostics(self, trainer, states, inputs, masks) -> dict:
+        """Per-run numbers about the strategy's own networks after a round's training, for
+        results.json: name -> [S] array. None by default."""
+        del trainer, states, inputs, masks
+        return {}
+
+    def pool_embeddings(self, trainer, states, inputs) -> np.ndarray:
+        """`embed` of every pool image for every seed, [S, N, ...] (one compiled pass)."""
+        key = ("pool", self.cache_key(trainer), trainer.config.resolved_seed_form())
+        fn = self._compiled.get(key)
+        if fn is None:
+            form = key[-1]
+            fn = jax.jit(
+                lambda params, inputs: pool_map(
+                    functools.partial(self.embed, trainer), params, inputs, self.pool_batch, form
+                )
+            )
+            self._compiled[key] = fn
+        return np.asarray(fn(states.params, jnp.asarray(inputs)))
+
     # -------------------------------------------------------------- the shared driver
     def _program(self, trainer):
         key = (self.cache_key(trainer), trainer.config.resolved_seed_form())

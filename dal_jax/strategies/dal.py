@@ -7,6 +7,8 @@ The discriminator is trained jointly by the trainer (`dal_jax.train.Discriminato
 
 from __future__ import annotations
 
+import numpy as np
+
 from dal_jax import models
 from dal_jax.strategies import base
 
@@ -38,3 +40,16 @@ class DAL(base.Strategy):
     def choose(self, emb, shared, mask, key, k: int):
         """emb [N] logits, mask [N] labelled -> the k unlabelled with the lowest logit."""
         return base.masked_top_k(-emb, ~mask, k)
+
+    def diagnostics(self, trainer, states, inputs, masks) -> dict:
+        """The discriminator on the whole pool after training: mean p = P(labelled) over the
+        labelled (``p_labelled``) and unlabelled (``p_unlabelled``) images, and its balanced
+        accuracy at p = 0.5 (``disc_acc``; 0.5 = cannot tell the sets apart). -> [S] each."""
+        logits = self.pool_embeddings(trainer, states, inputs).astype(np.float64)
+        p = 1.0 / (1.0 + np.exp(-logits))
+        lab = np.asarray(masks, bool)
+        p_l = np.where(lab, p, 0).sum(1) / np.maximum(lab.sum(1), 1)
+        p_u = np.where(~lab, p, 0).sum(1) / np.maximum((~lab).sum(1), 1)
+        hit_l = np.where(lab, p > 0.5, 0).sum(1) / np.maximum(lab.sum(1), 1)
+        hit_u = np.where(~lab, p <= 0.5, 0).sum(1) / np.maximum((~lab).sum(1), 1)
+        return {"p_labelled": p_l, "p_unlabelled": p_u, "disc_acc": 0.5 * (hit_l + hit_u)}

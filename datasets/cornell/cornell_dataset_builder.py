@@ -35,6 +35,22 @@ class CornellConfig(tfds.core.BuilderConfig):
     noise_seed: int = 0
 
 
+def check_config(dataset: str, cfg: CornellConfig) -> None:
+    """ValueError naming the ``--set`` field of a config value that cannot work."""
+    common.check_fields(
+        dataset,
+        cfg,
+        {
+            "split_mode": (lambda v: v in ("image", "object"), "'image' or 'object'"),
+            "seed": (lambda v: common.is_int(v) and v >= 0, "an integer >= 0"),
+            "test_fraction": (lambda v: common.is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+            "crop_size": (lambda v: common.is_int(v) and v >= 12, "an integer >= 12 (pixels)"),
+            "noise_deg": (lambda v: common.is_number(v) and 0 <= v <= 90, "degrees in [0, 90]"),
+            "noise_seed": (lambda v: common.is_int(v) and v >= 0, "an integer >= 0"),
+        },
+    )
+
+
 def resolve_manual_dir(dl_manager, name: str, instructions: str) -> pathlib.Path:
     """The manual folder (``<manual>/<name>`` when that exists) or a clear error naming it."""
     root = pathlib.Path(str(dl_manager._manual_dir))
@@ -65,6 +81,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         # and the one with random access through `as_data_source`.
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
+        self._check_config()
+
+    def _check_config(self):
+        check_config(self.name, self.builder_config)
 
     @tfds.core.utils.classproperty
     @classmethod
@@ -112,23 +132,29 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         self.info.metadata.update(self._skips.as_dict())
         # TFDS refuses to write an empty split, so a split with no scenes is left out.
         gens = {
-            "train": self._generate_examples(scenes, train, True) if train else None,
-            "test": self._generate_examples(scenes, test, False) if test else None,
+            "train": self._generate_examples(scenes, train, "train") if train else None,
+            "test": self._generate_examples(scenes, test, "test") if test else None,
         }
         return {k: v for k, v in gens.items() if v is not None}
 
-    def _generate_examples(self, scenes, ids, is_train):
+    def _generate_examples(self, scenes, ids, split):
         cfg = self.builder_config
+        first_skip, yielded = len(self._skips.items), 0
         for sid in ids:
             ex = self._load(sid, scenes[sid], self._skips)
             if ex is None:
                 continue
-            if is_train and cfg.noise_deg > 0:
+            if split == "train" and cfg.noise_deg > 0:
                 ex["rects"] = add_angle_noise(ex["rects"], cfg.noise_deg, cfg.noise_seed, sid)
             ex.update(id=sid, object_id="", initial=False)
+            yielded += 1
             yield sid, ex
         # Generators run one after the other in this process; keep the running skip record.
         self.info.metadata.update(self._skips.as_dict())
+        if not yielded:  # TFDS would fail with "No examples were yielded"
+            raise common.empty_split_error(
+                self.name, split, len(ids), self._skips.items[first_skip:]
+            )
 
 
 def add_angle_noise(rects, noise_deg: float, seed: int, scene_id: str) -> np.ndarray:

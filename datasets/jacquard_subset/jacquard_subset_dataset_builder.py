@@ -32,6 +32,21 @@ into the manual folder, by default ~/tensorflow_datasets/downloads/manual/jacqua
 _GRASPS = re.compile(r"^(\d+)_(.+)_grasps\.txt$")
 
 
+def check_config(dataset: str, cfg) -> None:
+    """ValueError naming the ``--set`` field of a config value that cannot work."""
+    common.check_fields(
+        dataset,
+        cfg,
+        {
+            "num_objects": (lambda v: common.is_int(v) and v >= 1, "an integer >= 1"),
+            "views": (lambda v: common.is_int(v) and v >= 2, "an integer >= 2 (one is the test)"),
+            "seed": (lambda v: common.is_int(v) and v >= 0, "an integer >= 0"),
+            "depth": (lambda v: v in ("perfect", "stereo"), "'perfect' or 'stereo'"),
+            "size": (lambda v: common.is_int(v) and v >= 12, "an integer >= 12 (pixels)"),
+        },
+    )
+
+
 @dataclasses.dataclass
 class JacquardConfig(tfds.core.BuilderConfig):
     """num_objects objects x views views chosen with seed; depth 'perfect' or 'stereo';
@@ -44,15 +59,29 @@ class JacquardConfig(tfds.core.BuilderConfig):
     size: int = 300
 
 
-def find_views(root: pathlib.Path) -> dict[str, list[tuple[int, pathlib.Path]]]:
-    """object id -> sorted [(view index, file prefix path)] of every ``*_grasps.txt`` found."""
-    objects: dict[str, list] = {}
+def find_views(
+    root: pathlib.Path, skips: common.Skips | None = None
+) -> dict[str, list[tuple[int, pathlib.Path]]]:
+    """object id -> sorted [(view index, file prefix path)] of every ``*_grasps.txt`` found.
+
+    A view found twice (the same object folder copied or extracted twice) is kept once, the
+    first in path order; the others are recorded in ``skips`` (a duplicate would otherwise land
+    in both the pool and the test split, or give two examples the same key)."""
+    objects: dict[str, dict[int, pathlib.Path]] = {}
     for p in sorted(root.rglob("*_grasps.txt")):
         m = _GRASPS.match(p.name)
         if m:
             prefix = p.parent / p.name[: -len("grasps.txt")]
-            objects.setdefault(m.group(2), []).append((int(m.group(1)), prefix))
-    return {k: sorted(v) for k, v in sorted(objects.items())}
+            views = objects.setdefault(m.group(2), {})
+            view = int(m.group(1))
+            if view in views:
+                if skips is not None:
+                    skips.add(
+                        p, f"duplicate of view {view} of {m.group(2)} in {views[view].parent}"
+                    )
+                continue
+            views[view] = prefix
+    return {k: sorted(v.items()) for k, v in sorted(objects.items())}
 
 
 def choose(objects: dict, num_objects: int, views: int, seed: int):
@@ -115,6 +144,9 @@ class Builder(cornell.Builder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
     DESCRIPTION = __doc__
 
+    def _check_config(self):
+        check_config(self.name, self.builder_config)
+
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
@@ -129,21 +161,33 @@ class Builder(cornell.Builder):
         if cfg.depth not in ("perfect", "stereo"):
             raise ValueError(f"depth must be 'perfect' or 'stereo', got {cfg.depth!r}")
         root = cornell.resolve_manual_dir(dl_manager, "jacquard", INSTRUCTIONS)
-        objects = find_views(root)
+        self._skips = common.Skips()
+        objects = find_views(root, self._skips)
         if not objects:
             raise FileNotFoundError(f"jacquard: no *_grasps.txt under {root}.\n{INSTRUCTIONS}")
         train, test = choose(objects, cfg.num_objects, cfg.views, cfg.seed)
-        self._skips = common.Skips()
         self.info.metadata.update(self._skips.as_dict(), objects_found=len(objects))
-        return {"train": self._generate_examples(train), "test": self._generate_examples(test)}
+        return {
+            "train": self._generate_examples(train, "train"),
+            "test": self._generate_examples(test, "test"),
+        }
 
-    def _generate_examples(self, items):
+    def _generate_examples(self, items, split):
         cfg = self.builder_config
+        first_skip, seen = len(self._skips.items), set()
         for obj, view, prefix, initial in items:
+            key = f"{view}_{obj}"
+            if key in seen:  # find_views keeps one copy of a view; never write a key twice
+                self._skips.add(prefix, f"duplicate example key {key}")
+                continue
             ex = load_view(prefix, cfg.depth, cfg.size, self._skips)
             if ex is None:
                 continue
-            key = f"{view}_{obj}"
+            seen.add(key)
             ex.update(id=key, object_id=obj, initial=initial)
             yield key, ex
         self.info.metadata.update(self._skips.as_dict())
+        if not seen:  # TFDS would fail with "No examples were yielded"
+            raise common.empty_split_error(
+                self.name, split, len(items), self._skips.items[first_skip:]
+            )

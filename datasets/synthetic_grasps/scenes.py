@@ -2,13 +2,20 @@
 Cornell file format (``pcdXXXX.txt`` PCD v.7 ASCII point cloud, ``pcdXXXXr.png``,
 ``pcdXXXXcpos.txt``) so that the Cornell reader is always exercised.
 
-A scene is a slightly tilted table plane seen from ~0.7 m, with 2-4 non-overlapping objects
-(boxes, cylinders, hexagonal prisms) of 2-7 cm height. Grasps are derived from the geometry:
-the opening axis is normal to a pair of parallel faces (box sides, hexagon faces, any diameter
-of a cylinder), the opening is the object's thickness there plus clearance, and a grasp is kept
-only if both jaw pads land on free table inside the frame. Sensor effects: 0.5 mm depth noise,
-missing points at random and along object edges (written as NaN points, then inpainted by the
-reader). Sizes scale with the frame, designed at a 96 px crop.
+A scene is a slightly tilted table seen from 0.62-0.80 m (object sizes in pixels vary with the
+distance), with 3-6 non-overlapping objects of six kinds (`KINDS`): boxes, cylinders, hexagonal
+prisms, thin bars, big boxes and flat plates. Grasps are derived from the geometry and a
+parallel gripper: the opening axis is normal to a pair of parallel faces (box sides, hexagon
+faces, any diameter of a cylinder), the opening is the object's thickness there plus clearance
+and must fit the gripper (`MAX_OPENING`), the object must stand at least `MIN_HEIGHT` above the
+table for the fingers to hold it (plates never do), and a grasp is kept only if both jaw pads
+land on free table inside the frame. So a network has to learn which objects are graspable,
+how, and where clutter leaves room for the fingers. Sensor effects: 0.5 mm depth noise, missing
+points at random and along object edges (written as NaN points, then inpainted by the reader).
+Sizes scale with the frame, designed at a 96 px crop.
+
+`KIND_MIX` names the object-kind frequencies of the built-in variants: ``uniform`` (every kind
+alike) and ``longtail`` (a few easy kinds dominate, the rest are rare).
 """
 
 from __future__ import annotations
@@ -21,7 +28,16 @@ from PIL import Image
 
 from dal_jax import grasp
 
-TABLE_RANGE = 0.70  # metres from the camera to the table centre
+KINDS = ("box", "cylinder", "hexprism", "bar", "bigbox", "plate")
+KIND_MIX = {
+    "uniform": (1, 1, 1, 1, 1, 1),
+    "longtail": (10, 10, 1, 1, 1, 1),
+}
+RANGE = (0.62, 0.80)  # metres from the camera to the table centre
+DESIGN_RANGE = 0.70  # the range at which the sizes below (px at a 96 px crop) hold
+MAX_OPENING = 30.0  # px at a 96 px crop: the widest the gripper opens
+MIN_HEIGHT = 0.015  # m: lower objects cannot be held between the fingers
+CLEARANCE = 3.0  # px on each side of the object
 
 PCD_HEADER = (
     "# .PCD v.7 - Point Cloud Data file format\n"
@@ -42,21 +58,30 @@ def frame_shape(crop: int) -> tuple[int, int]:
     return crop + crop // 6, crop + crop // 3
 
 
-def _object(rng, s):
-    kind = ("box", "cylinder", "hexprism")[rng.integers(3)]
+def _object(rng, s, mix):
+    """A random object of a kind drawn with weights ``mix`` (one per `KINDS`), at pixel scale
+    s. dims: half-sizes (box-like: a along the object's axis, b across; round: radius)."""
+    kind = KINDS[rng.choice(len(KINDS), p=np.asarray(mix, float) / np.sum(mix))]
     theta = rng.uniform(-math.pi, math.pi)
-    if kind == "box":
-        a = rng.uniform(6, 14) * s  # half-length
-        b = rng.uniform(3, min(7, a / s - 1)) * s  # half-width
-        radius = math.hypot(a, b)
-        dims = (a, b)
-    elif kind == "cylinder":
-        r = rng.uniform(4, 9) * s
-        radius, dims = r, (r,)
+    if kind in ("box", "bar", "bigbox"):
+        lo_a, hi_a, lo_b, hi_b = {
+            "box": (6, 14, 3, 7),
+            "bar": (12, 20, 2, 3.5),
+            "bigbox": (11, 16, 9, 13),
+        }[kind]
+        a = rng.uniform(lo_a, hi_a) * s
+        b = rng.uniform(lo_b, min(hi_b, a / s - 1)) * s
+        dims, radius = (a, b), math.hypot(a, b)
+    elif kind in ("cylinder", "plate"):
+        r = rng.uniform(*((4, 9) if kind == "cylinder" else (8, 13))) * s
+        dims, radius = (r,), r
     else:
         big_r = rng.uniform(5, 9) * s  # circumradius
-        radius, dims = big_r, (big_r,)
-    return {"kind": kind, "theta": theta, "dims": dims, "radius": radius}
+        dims, radius = (big_r,), big_r
+    height = rng.uniform(*((0.004, 0.010) if kind == "plate" else (0.02, 0.07)))
+    if kind == "bar":
+        height = rng.uniform(0.015, 0.04)
+    return {"kind": kind, "theta": theta, "dims": dims, "radius": radius, "height": height}
 
 
 def _mask(obj, centre, rr, cc):
@@ -66,10 +91,10 @@ def _mask(obj, centre, rr, cc):
     # Object axes in (row, col): u along angle theta (counter-clockwise, up positive), v across.
     u = -dr * math.sin(th) + dc * math.cos(th)
     v = dr * math.cos(th) + dc * math.sin(th)
-    if obj["kind"] == "box":
+    if len(obj["dims"]) == 2:
         a, b = obj["dims"]
         return (np.abs(u) <= a) & (np.abs(v) <= b)
-    if obj["kind"] == "cylinder":
+    if obj["kind"] in ("cylinder", "plate"):
         return dr**2 + dc**2 <= obj["dims"][0] ** 2
     inr = obj["dims"][0] * math.cos(math.pi / 6)
     out = np.ones_like(u, dtype=bool)
@@ -80,28 +105,35 @@ def _mask(obj, centre, rr, cc):
 
 
 def _candidates(obj, centre, s):
-    """Candidate grasps (centre, angle, opening, jaw) lists for one object."""
-    th, clear = obj["theta"], 3.0 * s
+    """Candidate grasps (centre, angle, opening, jaw) of one object that the gripper can take
+    (the jaw pads' clearance is checked later, against the clutter)."""
+    if obj["height"] < MIN_HEIGHT:
+        return []
+    th, clear, widest = obj["theta"], CLEARANCE * s, MAX_OPENING * s
+    centre = np.asarray(centre, float)
     out = []
-    if obj["kind"] == "box":
+    if len(obj["dims"]) == 2:
         a, b = obj["dims"]
-        jaw = min(2 * a, max(3 * s, b))
+        opening = 2 * b + 2 * clear
+        jaw = min(2 * a, max(4 * s, opening / 2))
         along = np.array([-math.sin(th), math.cos(th)])
-        for t in np.linspace(-(a - jaw / 2), a - jaw / 2, 3):
-            out.append((np.asarray(centre) + t * along, th + math.pi / 2, 2 * b + 2 * clear, jaw))
-        if 2 * a + 2 * clear <= 36 * s:  # short boxes can also be grasped end to end
-            out.append((np.asarray(centre), th, 2 * a + 2 * clear, min(2 * b, jaw)))
+        if opening <= widest:  # across the object, side by side along its whole length
+            n = max(1, round(2 * a / jaw))
+            for t in np.linspace(-(a - jaw / 2), a - jaw / 2, n):
+                out.append((centre + t * along, th + math.pi / 2, opening, jaw))
+        if 2 * a + 2 * clear <= widest:  # short objects also end to end
+            out.append((centre, th, 2 * a + 2 * clear, min(2 * b, max(4 * s, a + clear))))
     elif obj["kind"] == "cylinder":
         r = obj["dims"][0]
         for k in range(4):
-            out.append((np.asarray(centre), th + k * math.pi / 4, 2 * r + 2 * clear, r))
+            out.append((centre, th + k * math.pi / 4, 2 * r + 2 * clear, r))
     else:
         big_r = obj["dims"][0]
         inr = big_r * math.cos(math.pi / 6)
         for k in range(3):
             phi = th + math.pi / 6 + k * math.pi / 3
-            out.append((np.asarray(centre), phi, 2 * inr + 2 * clear, 0.6 * big_r))
-    return out
+            out.append((centre, phi, 2 * inr + 2 * clear, big_r))
+    return [g for g in out if g[2] <= widest]
 
 
 def _pads_free(rect, occupied):
@@ -116,32 +148,33 @@ def _pads_free(rect, occupied):
     return not occupied[r, c].any()
 
 
-def make_scene(rng: np.random.Generator, crop: int):
-    """One scene. Returns (range [H, W] float32 metres with NaN = missing, rgb [H, W, 3]
-    uint8, rects [G, 4, 2] (row, col)), or None when no feasible grasp was found."""
+def make_scene(rng: np.random.Generator, crop: int, mix=KIND_MIX["uniform"]):
+    """One scene with object kinds drawn with weights ``mix``. Returns (range [H, W] float32
+    metres with NaN = missing, rgb [H, W, 3] uint8, rects [G, 4, 2] (row, col), kinds [K] of
+    the objects placed), or None when no feasible grasp was found."""
     h, w = frame_shape(crop)
-    s = crop / 96.0
+    distance = rng.uniform(*RANGE)
+    s = crop / 96.0 * DESIGN_RANGE / distance  # nearer tables look bigger
     rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
     tilt = rng.uniform(-2e-4, 2e-4, size=2) * (96.0 / crop)  # metres per pixel
-    depth = TABLE_RANGE + tilt[0] * (rr - h / 2) + tilt[1] * (cc - w / 2)
+    depth = distance + tilt[0] * (rr - h / 2) + tilt[1] * (cc - w / 2)
     rgb = np.empty((h, w, 3), np.float64)
     rgb[:] = rng.uniform(150, 220, size=3)
     occupied = np.zeros((h, w), bool)
     edges = np.zeros((h, w), bool)
     placed = []
-    for _ in range(int(rng.integers(2, 5))):
-        obj = _object(rng, s)
+    for _ in range(int(rng.integers(3, 7))):
+        obj = _object(rng, s, mix)
         for _try in range(20):
             # Objects sit in the middle of the frame so the crop holds them.
-            centre = (rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w)
-            gap = 7 * s  # room for a jaw pad between neighbours
+            centre = (rng.uniform(0.22, 0.78) * h, rng.uniform(0.22, 0.78) * w)
+            gap = 3 * s  # clutter: often too little room for a jaw pad between neighbours
             if all(math.dist(centre, c) > obj["radius"] + o["radius"] + gap for o, c in placed):
                 break
         else:
             continue
         m = _mask(obj, centre, rr, cc)
-        height = rng.uniform(0.02, 0.07)
-        depth[m] -= height
+        depth[m] -= obj["height"]
         rgb[m] = rng.uniform(20, 255, size=3)
         occupied |= m
         edges |= m ^ _mask({**obj, "dims": tuple(d + 1 for d in obj["dims"])}, centre, rr, cc)
@@ -164,7 +197,8 @@ def make_scene(rng: np.random.Generator, crop: int):
     missing = (rng.random(depth.shape) < 0.005) | (edges & (rng.random(depth.shape) < 0.3))
     depth[missing] = np.nan
     rgb = np.clip(rgb + rng.normal(0, 4, size=rgb.shape), 0, 255).astype(np.uint8)
-    return depth.astype(np.float32), rgb, np.stack(rects)
+    kinds = [obj["kind"] for obj, _ in placed]
+    return depth.astype(np.float32), rgb, np.stack(rects), kinds
 
 
 def pcd_text(range_m: np.ndarray, rgb: np.ndarray) -> str:
@@ -191,16 +225,19 @@ def pcd_text(range_m: np.ndarray, rgb: np.ndarray) -> str:
     return PCD_HEADER.format(w=w, h=h, n=n) + body
 
 
-def write_scenes(folder: pathlib.Path, num: int, crop: int, seed: int) -> list[str]:
+def write_scenes(
+    folder: pathlib.Path, num: int, crop: int, seed: int, mix=KIND_MIX["uniform"]
+) -> dict[str, list[str]]:
     """Writes ``num`` scenes in the Cornell layout (folders 01, 02, ... of 100 scenes named
-    pcd0100.., pcd0200..). Deterministic in ``seed``. Returns the scene ids."""
-    ids = []
+    pcd0100.., pcd0200..), object kinds drawn with weights ``mix``. Deterministic in ``seed``.
+    Returns scene id -> the kinds of its objects."""
+    ids = {}
     for i in range(num):
         rng = np.random.default_rng([seed, i])
         scene = None
         while scene is None:  # resample (same stream) until a grasp is feasible
-            scene = make_scene(rng, crop)
-        depth, rgb, rects = scene
+            scene = make_scene(rng, crop, mix)
+        depth, rgb, rects, kinds = scene
         sub = folder / f"{i // 100 + 1:02d}"
         sub.mkdir(parents=True, exist_ok=True)
         sid = f"pcd{(i // 100 + 1) * 100 + i % 100:04d}"
@@ -213,5 +250,5 @@ def write_scenes(folder: pathlib.Path, num: int, crop: int, seed: int) -> list[s
         if i % 5 == 2:
             text = text.rstrip("\r\n")
         (sub / f"{sid}cpos.txt").write_bytes(text.encode())
-        ids.append(sid)
+        ids[sid] = kinds
     return ids

@@ -11,6 +11,8 @@ import pathlib
 import tempfile
 from typing import ClassVar
 
+import tensorflow_datasets as tfds
+
 from datasets import common
 from datasets.cornell import cornell_dataset_builder as cornell
 from datasets.synthetic_grasps import scenes as synth
@@ -38,11 +40,23 @@ def make_config(num_scenes: int = 300, crop_size: int = 96, seed: int = 0) -> Sy
 class Builder(cornell.Builder):
     """Synthetic Cornell-format grasp scenes (array_record, Tensor features only)."""
 
-    VERSION = common.VERSION
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES: ClassVar[dict] = {
+        "2.0.0": "Six object kinds, 3-6 objects, 0.62-0.80 m camera distance, gripper limits.",
+        "1.0.0": "Boxes, cylinders and hexagonal prisms, 2-4 objects at 0.70 m.",
+    }
     BUILDER_CONFIGS: ClassVar[list] = [make_config()]
     DEFAULT_CONFIG_NAME = "default"
     MANUAL_DOWNLOAD_INSTRUCTIONS = None
     DESCRIPTION = __doc__
+
+    def _check_config(self):
+        super()._check_config()
+        n = self.builder_config.num_scenes
+        if not (common.is_int(n) and n >= 1):
+            raise ValueError(
+                f"{self.name}: --set num_scenes={n!r}: num_scenes must be an integer >= 1"
+            )
 
     def _scenes(self, dl_manager, skips):
         cfg = self.builder_config

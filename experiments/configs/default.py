@@ -36,9 +36,29 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
     c.disc_lr = 1e-2
     c.disc_momentum = 0.9
     c.disc_hidden = (64, 16)
+    # The training recipe (dal_jax.train.TrainConfig documents each field; BUILD.md "Training
+    # recipe" has the measurements behind the values).
+    c.input_scale = 10.0
+    c.init = "xavier_zero"
+    c.pos_weight = 20.0
+    c.weight_heads = "all"
+    c.warmup = 0.0
+    c.lr_final = 1.0
+    c.augment = True
+    c.zoom_min = 1.0
+    # Steps per round = steps_per_round + steps_per_label * labelled images (None: protocol).
+    c.steps_per_label = ml_collections.FieldReference(None, field_type=float)
+    # Which weights a round reports (dal_jax.fit): a validation split of val_fraction of the
+    # labelled set once it has val_min images, else the lowest training loss (None: protocol).
+    c.val_fraction = ml_collections.FieldReference(None, field_type=float)
+    c.val_min = ml_collections.FieldReference(None, field_type=int)
     c.seed_form = "auto"  # auto | vmap | unrolled
     c.chunk_steps = 50
     c.shard = True  # split the runs (seeds x alphas) over all local devices / hosts
+
+    # experiments.train workdir drawn as the upper bound on curves.png ("": the sibling folder
+    # <dataset>_supervised of the workdir, if it exists).
+    c.upper_bound = ""
 
     c.annotate_host = "127.0.0.1"
     c.annotate_port = 0
@@ -51,6 +71,7 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
         c.initial = 8
         c.budget = 4
         c.steps_per_round = 6
+        c.steps_per_label = 0.0
         c.chunk_steps = 3
     elif variant:
         raise ValueError(f"unknown variant {variant!r}; valid: smoke")

@@ -1,0 +1,139 @@
+"""Supervised training on a whole pool: the upper bound of the active-learning curves, and how a
+user trains a deployable model on their own data (``python -m experiments.train``).
+
+The same recipe as an active-learning round (`dal_jax.fit`: steps for the labelled count, the
+model choice on a validation split or the training loss, the collapse diagnostics), with every
+pool image labelled and no discriminator. Writes ``results.json`` and an orbax checkpoint that
+`dal_jax.inference` / `dal_jax.robot` load (``--checkpoint=WORKDIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import time
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dal_jax import checkpoint, fit, loop, train
+
+log = logging.getLogger("dal_jax")
+KIND = "supervised"
+
+
+def results(c, accuracy, diag, steps: int, labelled: int, train_s: float) -> dict:
+    """The results.json dict of a supervised run."""
+    return {
+        "kind": KIND,
+        "dataset": c.dataset,
+        "image_size": c.image_size,
+        "seeds": c.seeds,
+        "labeled": labelled,
+        "steps": steps,
+        "accuracy": accuracy,
+        "collapsed": diag["collapsed"],
+        "diagnostics": {k: v for k, v in diag.items() if k != "collapsed"},
+        "train_s": round(train_s, 2),
+    }
+
+
+def run(config: ml_collections.ConfigDict, workdir=None, progress: bool = True) -> dict:
+    """Trains ``config.seeds`` GG-CNNs on the whole pool; returns the results dict.
+
+    ``workdir`` defaults to ``runs/<dataset>_supervised``. A workdir that already holds a
+    finished run with the same config is not retrained (its results are returned); one with
+    a different config is refused, naming the fields.
+    """
+    c = loop.resolve(config)
+    workdir = pathlib.Path(workdir or f"runs/{c.dataset}_supervised").expanduser().resolve()
+    done = _finished(workdir, c)
+    if done is not None:
+        print(f"{workdir} already holds this run; results.json is up to date.", flush=True)
+        return done
+    workdir.mkdir(parents=True, exist_ok=True)
+    ds = loop.load_data(c)
+    trainer = train.Trainer(loop.train_config(c, uses_disc=False))
+    n = len(ds.pool)
+    masks = np.ones((c.seeds, n), bool)
+    train_masks, val = fit.carve_validation(
+        c, masks, ds.pool.gt_rects, ds.pool.gt_mask, loop.run_rngs(c, 1, 3, 0)
+    )
+    steps = fit.num_steps(c, n)
+    states = trainer.init_states(loop.run_keys(c, 1, 0, 0), ds.pool.inputs.shape[1:])
+    bar = _bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
+    t0 = time.time()
+    states, info = fit.fit(
+        trainer,
+        states,
+        jnp.asarray(ds.pool.inputs),
+        jnp.asarray(ds.pool.targets),
+        train_masks,
+        {"alpha": jnp.zeros(c.seeds)},
+        loop.run_keys(c, 1, 1, 0),
+        steps,
+        val,
+        on_chunk=lambda d: bar.update(d - bar.n),
+    )
+    bar.close()
+    diag = fit.assess(trainer, states, ds.test, info)
+    acc = diag.pop("accuracy")
+    res = results(c, acc, diag, steps, n, time.time() - t0)
+    res["model_choice"] = info.rule
+    meta = {
+        "kind": KIND,
+        "config": c.to_dict(),
+        "dataset": c.dataset,
+        "strategy": None,
+        "accuracy": acc,
+        "image_size": c.image_size,
+        "in_channels": 4 if c.channels == "rgbd" else 1,
+        "input_scale": float(c.input_scale),
+        "num_pool": n,
+        "seeds": c.seeds,
+    }
+    checkpoint.save(workdir, 0, states, {"masks": train_masks}, meta)
+    loop._write_json(workdir / "results.json", res)
+    print(f"wrote {workdir / 'results.json'} and the checkpoint in {workdir}", flush=True)
+    return res
+
+
+def _finished(workdir: pathlib.Path, c) -> dict | None:
+    """The saved results when ``workdir`` holds a finished run of the same config."""
+    if not checkpoint.rounds(workdir):
+        return None
+    _, meta = checkpoint.restore_meta(workdir)
+    if meta.get("kind") != KIND:
+        raise ValueError(
+            f"{workdir} holds an active-learning run, not a supervised one; use another --workdir"
+        )
+    diff = loop.config_diff(meta["config"], c.to_dict())
+    if diff:
+        detail = ", ".join(f"{k}: {meta['config'].get(k)!r} -> {c.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"{workdir} holds a supervised run with a different config ({detail}); use another "
+            "--workdir, or the same settings."
+        )
+    path = workdir / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def find(workdir) -> dict | None:
+    """The results.json of a supervised run in ``workdir`` (or None if there is none)."""
+    path = pathlib.Path(workdir) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        log.warning("unreadable %s: no upper bound drawn", path)
+        return None
+    return res if res.get("kind") == KIND else None
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", desc=desc, disable=not enabled, dynamic_ncols=True)

@@ -1,0 +1,575 @@
+"""Bad input gives one clear line, never a traceback or a silently wrong result.
+
+One table (`CASES`) lists every class of bad input found so far: what is called (a CLI's ``main``
+or a function), the input (built in ``tmp_path``), the expected message fragment and the exit
+code (2 for the CLIs' "error: ..." line) or the exception. Add a row for each new class.
+
+Kinds of rows:
+
+* ``cli``: ``make(ctx)`` returns argv for ``MAINS[target]``, run in this process; the exit code
+  must be ``code``, exactly one stderr line may say "error:", holding ``expect``; no traceback.
+  ``code`` 0 rows check a message the CLI prints while it goes on (e.g. the robot's stats).
+* ``subprocess``: the same, as ``python -m target``, for what only shows in a fresh interpreter
+  (messages printed at exit). Each costs a JAX import, so keep them few.
+* ``raises``: ``make(ctx)`` returns a callable; it must raise ``code`` matching ``expect``.
+* ``returns``: ``make(ctx)`` returns a callable giving a text (a skip reason, a note) that must
+  contain ``expect``: bad input that is skipped and reported rather than refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+import jax
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from dal_jax import checkpoint, grasp, inference, preprocess, robot
+from dal_jax.annotate import __main__ as annotate_cli
+from dal_jax.annotate import queue as queue_lib
+from dal_jax.annotate import server as server_lib
+from datasets import common, prepare
+from datasets.jacquard_subset import jacquard_subset_dataset_builder as jacquard
+from tests.conftest import SHARED_DATA
+from tests.test_annotate import make_queue, rect
+from tests.test_inference import SIZE, planted_params, scene
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+JAC_OBJECT = "1a9fa4c269cfcc1b738e43095496b061"
+
+MAINS = {
+    "dal_jax.inference": inference.main,
+    "dal_jax.robot": robot.main,
+    "dal_jax.annotate": annotate_cli.main,
+    "datasets.prepare": prepare.main,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str  # cli | subprocess | raises | returns
+    target: str  # the module of the CLI, or the function called (for the reader)
+    make: Callable  # ctx -> argv (cli, subprocess) or a zero-argument callable
+    expect: str  # message fragment (a regular expression for `raises`)
+    code: int | type[BaseException] | None = 2
+    shared: bool = False  # needs the real sample files in ../shared/data
+
+
+class Ctx:
+    """Per-test folder plus lazily built shared inputs (one good 96 px checkpoint per module)."""
+
+    def __init__(self, tmp: pathlib.Path, factory):
+        self.tmp = tmp
+        self._factory = factory
+
+    @property
+    def ckpt(self) -> pathlib.Path:
+        return _good_checkpoint(self._factory)
+
+    def file(self, name: str, data: bytes = b"") -> pathlib.Path:
+        p = self.tmp / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        return p
+
+    def tiff(self, name: str, array) -> pathlib.Path:
+        p = self.tmp / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(p, np.asarray(array))
+        return p
+
+
+_CKPT: dict = {}
+
+
+def _good_checkpoint(factory) -> pathlib.Path:
+    """A one-seed 96 px checkpoint of the planted GG-CNN, written straight through
+    `checkpoint.save` (no optimiser state: loading needs only params/ggcnn), built once."""
+    if "good" not in _CKPT:
+        run = factory.mktemp("good_run")
+        ggcnn = jax.tree.map(lambda a: np.asarray(a)[None], planted_params(SIZE))
+        meta = {"accuracy": [0.3], "in_channels": 1, "image_size": SIZE}
+        checkpoint.save(run, 0, {"params": {"ggcnn": ggcnn}}, {"x": np.zeros(1)}, meta)
+        _CKPT["good"] = run
+    return _CKPT["good"]
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _depth_tiff(ctx, array, name="frame.tiff") -> str:
+    return str(ctx.tiff(name, array))
+
+
+def _other_pytree_checkpoint(ctx) -> str:
+    # An Orbax checkpoint of the same layout holding something else than a GG-CNN.
+    state = {"params": {"mlp": {"kernel": np.zeros((2, 3, 4), np.float32)}}}
+    checkpoint.save(ctx.tmp / "other", 0, state, {"x": np.zeros(2)}, {"accuracy": [0.1, 0.2]})
+    return str(ctx.tmp / "other")
+
+
+def _truncated_checkpoint(ctx) -> str:
+    run = ctx.tmp / "truncated"
+    shutil.copytree(ctx.ckpt, run)
+    # Cut every array data file of the state to a third (an interrupted copy); cutting only
+    # one can miss: which file holds which array is Orbax's choice.
+    for data in (run / "checkpoints" / "0" / "state").rglob("d/*"):
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    return str(run)
+
+
+def _cornell_manual(ctx, tiff_bytes: bytes, pcd: bool = False) -> pathlib.Path:
+    """A Cornell manual folder with one scene whose depth TIFF holds ``tiff_bytes``."""
+    sub = ctx.tmp / "manual" / "01"
+    sub.mkdir(parents=True)
+    Image.fromarray(np.zeros((480, 640, 3), np.uint8)).save(sub / "pcd0100r.png")
+    (sub / "pcd0100cpos.txt").write_text("253 319\n309 324\n307 350\n251 346\n")
+    (sub / "pcd0100d.tiff").write_bytes(tiff_bytes)
+    if pcd:
+        (sub / "pcd0100.txt").write_text("not a point cloud")
+    return ctx.tmp / "manual"
+
+
+def _truncated(path: pathlib.Path, keep: int = 5000) -> bytes:
+    return path.read_bytes()[:keep]
+
+
+def _jacquard_copy(ctx, views, folders=("a",)) -> pathlib.Path:
+    """A Jacquard manual folder with ``views`` of the real object copied into each folder."""
+    src = SHARED_DATA / "jacquard" / JAC_OBJECT
+    for folder in folders:
+        dest = ctx.tmp / "jac" / folder
+        dest.mkdir(parents=True)
+        for v in views:
+            for f in src.glob(f"{v}_*"):
+                os.symlink(f, dest / f.name)
+    return ctx.tmp / "jac"
+
+
+def _jacquard_truncated_view(ctx):
+    root = _jacquard_copy(ctx, [0])
+    tif = root / "a" / f"0_{JAC_OBJECT}_perfect_depth.tiff"
+    data = tif.read_bytes()
+    tif.unlink()
+    tif.write_bytes(data[:20000])
+    skips = common.Skips()
+    assert jacquard.load_view(root / "a" / f"0_{JAC_OBJECT}_", "perfect", 300, skips) is None
+    return skips.items[0][1]
+
+
+def _cornell_truncated_tiff_reason(ctx, pcd: bool):
+    manual = _cornell_manual(ctx, _truncated(SHARED_DATA / "cornell" / "pcd0100d.tiff"), pcd=pcd)
+    skips = common.Skips()
+    files = common.find_cornell_scenes([manual])["pcd0100"]
+    assert common.load_cornell_scene(files, 300, skips) is None
+    return " | ".join(why for _, why in skips.items)
+
+
+def _corrupt_queue(ctx) -> pathlib.Path:
+    """A queue whose sample 0 has labels, then both label files damaged."""
+    qdir = make_queue(ctx.tmp)
+    queue_lib.save_sample(qdir, 0, rect((60, 80), 0, 40, 20)[None], 0)
+    sdir = qdir / "samples" / "0000"
+    (sdir / "grasps.json").write_text('{"id": "cornell/pcd100", "revis')
+    (sdir / "cpos.txt").write_text("80 60\n80 100\ngarbage\n")
+    return qdir
+
+
+def _queue_with_manifest(ctx, text: str) -> str:
+    qdir = make_queue(ctx.tmp)
+    (qdir / "queue.json").write_text(text)
+    return str(qdir)
+
+
+def _robot_folder_with_bad_frames(ctx) -> list[str]:
+    folder = ctx.tmp / "frames"
+    folder.mkdir()
+    np.save(folder / "a_good.npy", scene())
+    (folder / "b_truncated.tiff").write_bytes(b"II*\x00" + b"\x00" * 20)
+    np.save(folder / "c_kilometres.npy", scene() * 1e6)  # implausible units
+    return ["--checkpoint", str(ctx.ckpt), f"--source=folder:{folder}"]
+
+
+def _missing_middle_line(_ctx):
+    a = ["253 319.7", "309.2 324.1", "307.0 350.5", "251.3 346.9"]
+    b = ["100 100", "140 100", "140 120", "100 120"]
+    c = ["200 50", "230 80", "216 94", "186 64"]
+    text = "\n".join(a + b[:1] + b[2:] + c)  # b's second line is missing
+    rects, skipped, notes = grasp.parse_cornell_report(text)
+    assert skipped == 1 and len(rects) == 2  # a and c whole, b skipped; nothing mixed
+    return notes[0]
+
+
+# ----------------------------------------------------------------------------- the table
+
+INF, ROB, ANN, PREP = "dal_jax.inference", "dal_jax.robot", "dal_jax.annotate", "datasets.prepare"
+FRAME = scene(holes=False)
+NO_SAMPLES = json.dumps({"format": queue_lib.FORMAT, "round": 0, "height": 4, "width": 4})
+
+CASES = [
+    # 1. Depth units: decided from the stored dtype and values, implausible ranges refused.
+    Case(
+        "depth-uint16-kilometres",
+        "cli",
+        INF,
+        lambda c: [
+            "--checkpoint",
+            str(c.tmp / "never_read"),
+            "--depth",
+            _depth_tiff(c, np.full((60, 80), 30000, np.uint16)),
+        ],
+        r"implausible depth.*30 m.*--depth_scale",
+    ),
+    Case(
+        "depth-float-micrometres",
+        "raises",
+        "inference.read_depth",
+        lambda c: lambda: inference.read_depth(_depth_tiff(c, FRAME * 1e6)),
+        r"frame\.tiff: implausible depth.*--depth_scale",
+        ValueError,
+    ),
+    Case(
+        "depth-no-valid-pixel",
+        "raises",
+        "preprocess.read_tiff",
+        lambda c: lambda: preprocess.read_tiff(_depth_tiff(c, np.zeros((60, 80), np.float32))),
+        r"frame\.tiff: no valid depth pixel",
+        ValueError,
+    ),
+    Case(
+        "depth-8-bit-image",
+        "raises",
+        "inference.read_depth",
+        lambda c: lambda: inference.read_depth(_depth_tiff(c, np.full((60, 80), 90, np.uint8))),
+        r"8-bit image is not a depth frame",
+        ValueError,
+    ),
+    Case(
+        "depth-scale-wrong-for-file",
+        "cli",
+        INF,
+        lambda c: [
+            "--checkpoint",
+            str(c.tmp / "never_read"),
+            "--depth_scale=1",
+            "--depth",
+            _depth_tiff(c, (FRAME * 1000).astype(np.uint16)),
+        ],
+        r"implausible depth.*check --depth_scale",
+    ),
+    Case(
+        "depth-scale-not-positive",
+        "cli",
+        ROB,
+        lambda c: ["--checkpoint", "x", "--source=folder:x", "--depth_scale=-1"],
+        r"--depth_scale: expected a positive number",
+    ),
+    # 2. A Cornell cpos text with a missing middle line: the broken rectangle is reported.
+    Case(
+        "cornell-missing-middle-line",
+        "returns",
+        "grasp.parse_cornell_report",
+        lambda c: lambda: _missing_middle_line(c),
+        "11 coordinate lines, not a multiple of 4: a line is missing or extra in the rectangle "
+        "starting at line 5; 1 rectangle(s) skipped",
+        None,
+    ),
+    # 3. Annotation queue: damaged labels are neither served nor overwritten; bad flags.
+    Case(
+        "annotate-both-label-files-corrupt",
+        "cli",
+        ANN,
+        lambda c: [f"--queue={_corrupt_queue(c)}"],
+        r"labels of 1 sample\(s\) cannot be read: sample 0 \(samples/0000\): grasps.json is "
+        r"unreadable .*cpos.txt has 1 damaged rectangle.*--move_aside_corrupt",
+    ),
+    Case(
+        "annotate-save-over-corrupt-labels",
+        "raises",
+        "annotate.queue.save_sample",
+        lambda c: lambda: queue_lib.save_sample(_corrupt_queue(c), 0, [], base_revision=0),
+        r"cannot be read.*neither served nor overwritten",
+        queue_lib.CorruptLabels,
+    ),
+    Case(
+        "annotate-serve-corrupt-labels",
+        "raises",
+        "annotate.serve",
+        lambda c: lambda: server_lib.serve(_corrupt_queue(c)),
+        r"cannot be read",
+        queue_lib.CorruptLabels,
+    ),
+    Case(
+        "annotate-queue-json-not-json",
+        "cli",
+        ANN,
+        lambda c: [f"--queue={_queue_with_manifest(c, '{not json')}"],
+        r"queue.json is damaged \(Expecting property name",
+    ),
+    Case(
+        "annotate-queue-json-wrong-format",
+        "cli",
+        ANN,
+        lambda c: [f"--queue={_queue_with_manifest(c, json.dumps({'format': 'other/1'}))}"],
+        r"queue.json: not a dal_jax annotation queue",
+    ),
+    Case(
+        "annotate-queue-json-no-samples",
+        "cli",
+        ANN,
+        lambda c: [f"--queue={_queue_with_manifest(c, NO_SAMPLES)}"],
+        r"queue.json is damaged \('samples' must be a list\)",
+    ),
+    Case(
+        "annotate-port-out-of-range",
+        "subprocess",
+        ANN,
+        lambda c: [f"--queue={make_queue(c.tmp)}", "--port=99999"],
+        r"--port=99999: a TCP port is 0..65535",
+    ),
+    # 4. The robot loop counts the frames it could not read in its final stats.
+    Case(
+        "robot-bad-frames-counted",
+        "cli",
+        ROB,
+        _robot_folder_with_bad_frames,
+        r'"frames_in": 3, "processed": 3, "dropped": 0, "errors": 2',
+        0,
+    ),
+    # 5. datasets.prepare: config errors, empty splits, skip reasons.
+    Case(
+        "prepare-split-without-readable-scene",
+        "cli",
+        PREP,
+        lambda c: [
+            "--dataset=cornell",
+            f"--data_dir={c.tmp / 'tfds'}",
+            "--set",
+            "test_fraction=0.0",
+            f"--manual_dir={_cornell_manual(c, b'not a tiff')}",
+        ],
+        r"cornell: split 'train' has no readable scene: all 1 of its scenes were skipped",
+    ),
+    Case(
+        "prepare-jacquard-duplicate-views",
+        "cli",
+        PREP,
+        lambda c: [
+            "--dataset=jacquard_subset",
+            f"--data_dir={c.tmp / 'tfds'}",
+            f"--manual_dir={_jacquard_copy(c, [0, 1], folders=('a', 'b'))}",
+        ],
+        rf"skipped items: 2\n.*b/0_{JAC_OBJECT}_grasps.txt: duplicate of view 0",
+        0,
+        shared=True,
+    ),
+    Case(
+        "prepare-negative-size",
+        "cli",
+        PREP,
+        lambda c: ["--dataset=jacquard_subset", f"--data_dir={c.tmp}", "--set", "size=-5"],
+        r"jacquard_subset: --set size=-5: size must be an integer >= 12",
+    ),
+    Case(
+        "prepare-unknown-field",
+        "cli",
+        PREP,
+        lambda c: ["--dataset=synthetic_grasps", f"--data_dir={c.tmp}", "--set", "nosuch=1"],
+        r"--set nosuch=1: synthetic_grasps has no config field 'nosuch'; fields: split_mode",
+    ),
+    Case(
+        "prepare-unknown-config",
+        "cli",
+        PREP,
+        lambda c: ["--dataset=synthetic_grasps", f"--data_dir={c.tmp}", "--config=nosuch"],
+        r"synthetic_grasps has no config 'nosuch'; choose from \['default'\]",
+    ),
+    Case(
+        "prepare-set-without-value",
+        "cli",
+        PREP,
+        lambda c: ["--dataset=cornell", f"--data_dir={c.tmp}", "--set", "seed"],
+        r"--set 'seed': expected KEY=VALUE",
+    ),
+    Case(
+        "jacquard-truncated-tiff-reason",
+        "returns",
+        "jacquard.load_view",
+        lambda c: lambda: _jacquard_truncated_view(c),
+        "perfect_depth.tiff: truncated or not a TIFF image",
+        None,
+        shared=True,
+    ),
+    Case(
+        "cornell-truncated-tiff-without-point-cloud",
+        "returns",
+        "common.load_cornell_scene",
+        lambda c: lambda: _cornell_truncated_tiff_reason(c, pcd=False),
+        "truncated or not a TIFF image (image file is truncated",
+        None,
+        shared=True,
+    ),
+    Case(
+        "cornell-truncated-tiff-reason-says-no-point-cloud",
+        "returns",
+        "common.load_cornell_scene",
+        lambda c: lambda: _cornell_truncated_tiff_reason(c, pcd=False)[-40:],
+        ") and no point cloud to use instead",
+        None,
+        shared=True,
+    ),
+    Case(
+        "cornell-truncated-tiff-with-point-cloud",
+        "returns",
+        "common.load_cornell_scene",
+        lambda c: lambda: _cornell_truncated_tiff_reason(c, pcd=True),
+        "; the point cloud is used instead | ",
+        None,
+        shared=True,
+    ),
+    # 6. Inference CLI and GraspDetector.from_checkpoint.
+    Case(
+        "checkpoint-of-another-pytree",
+        "cli",
+        INF,
+        lambda c: ["--checkpoint", _other_pytree_checkpoint(c), "--depth", _depth_tiff(c, FRAME)],
+        r"other/checkpoints holds no GG-CNN parameters \(its state has \['mlp'\]",
+    ),
+    Case(
+        "checkpoint-of-another-pytree-api",
+        "raises",
+        "GraspDetector.from_checkpoint",
+        lambda c: lambda: inference.GraspDetector.from_checkpoint(_other_pytree_checkpoint(c)),
+        r"holds no GG-CNN parameters",
+        ValueError,
+    ),
+    Case(
+        "checkpoint-truncated",  # a subprocess: Orbax's leftovers used to print at exit
+        "subprocess",
+        INF,
+        lambda c: ["--checkpoint", _truncated_checkpoint(c), "--depth", _depth_tiff(c, FRAME)],
+        r"truncated/checkpoints \(round 0\) is truncated or corrupt: \w+: .*Copy it again$",
+    ),
+    Case(
+        "depth-npy-empty-file",
+        "cli",
+        INF,
+        lambda c: ["--checkpoint", str(c.tmp / "never_read"), "--depth", str(c.file("empty.npy"))],
+        r"cannot read depth file .*empty.npy: the file is empty or truncated \(No data left in file",
+    ),
+    Case(
+        "png-into-missing-folder",  # checked before the checkpoint is even looked at
+        "cli",
+        INF,
+        lambda c: [
+            "--checkpoint",
+            str(c.tmp / "no_run"),
+            "--depth",
+            _depth_tiff(c, FRAME),
+            "--png",
+            str(c.tmp / "no_such_folder" / "out.png"),
+        ],
+        r"--png=.*out.png: the folder .*no_such_folder does not exist; create it first",
+    ),
+    Case(
+        "top-k-too-large-cli",
+        "cli",
+        INF,
+        lambda c: ["--checkpoint", str(c.tmp), "--depth", "x.tiff", "--top_k=1000"],
+        r"--top_k=1000: give 1..100 grasps per frame",
+    ),
+    Case(
+        "top-k-too-large-api",
+        "raises",
+        "GraspDetector.detect",
+        lambda c: (
+            lambda: inference.GraspDetector.from_checkpoint(c.ckpt, warmup=False).detect(
+                FRAME, top_k=1000
+            )
+        ),
+        r"top_k must be in 1..100; got 1000",
+        ValueError,
+    ),
+]
+
+
+def _run_main(main, argv, timeout: float = 120.0):
+    """``main(argv)``'s exit code, in a thread: a CLI that wrongly goes on (e.g. serves a queue
+    it should refuse, waiting for Finish) fails the test instead of hanging it."""
+    result = {}
+
+    def target():
+        try:
+            result["code"] = main(argv)
+        except SystemExit as e:  # argparse's own errors (usage line + "error: ...", exit 2)
+            result["code"] = e.code
+        except BaseException as e:  # noqa: BLE001 - reported below as the test's failure
+            result["raised"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"the CLI did not return within {timeout:.0f} s (it went on)"
+    if "raised" in result:
+        raise result["raised"]
+    return result["code"]
+
+
+def _error_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in re.split(r"[\r\n]", text) if "error:" in ln]
+
+
+def _check_output(case: Case, code: int, out: str, err: str):
+    assert "Traceback" not in err, err
+    assert code == case.code, (code, err)
+    if case.code == 0:  # the CLI goes on; the message is in its output
+        assert re.search(case.expect, out + err), (out, err)
+        return
+    lines = _error_lines(err)
+    assert len(lines) == 1, err  # one clear line
+    assert re.search(case.expect, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path, tmp_path_factory, capsys, request):
+    if case.shared:
+        request.getfixturevalue("shared_data")  # skips loudly when the files are absent
+    ctx = Ctx(tmp_path, tmp_path_factory)
+    made = case.make(ctx)
+    if case.kind == "cli":
+        capsys.readouterr()
+        code = _run_main(MAINS[case.target], made)
+        cap = capsys.readouterr()
+        _check_output(case, code, cap.out, cap.err)
+    elif case.kind == "subprocess":
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        res = subprocess.run(
+            [sys.executable, "-m", case.target, *made],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        _check_output(case, res.returncode, res.stdout, res.stderr)
+        assert res.stderr.strip().count("\n") == 0, res.stderr  # nothing else on stderr
+    elif case.kind == "raises":
+        with pytest.raises(case.code, match=case.expect):
+            made()
+    elif case.kind == "returns":
+        assert case.expect in made()
+    else:
+        raise AssertionError(case.kind)
