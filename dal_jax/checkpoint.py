@@ -7,15 +7,22 @@ Layout of a run's ``workdir``::
     workdir/checkpoints/<round>/meta    JSON: config, strategy, round, accuracies, ...
 
 Orbax writes each round into a temporary folder and renames it when complete, so a failed or
-interrupted write leaves the previous round's checkpoint as it was.
+interrupted write leaves the previous round's checkpoint as it was. A round written again (the
+latest only) goes to ``checkpoints.staging/`` first and replaces the saved copy once complete
+(`save`); a round that cannot be read is moved to ``checkpoints.unreadable/`` by the loop's
+resume (`move_aside`), never deleted.
 
 A converted PyTorch model (`dal_jax.convert_torch`) is the same layout with one round and S = 1.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import os
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -46,20 +53,87 @@ def _manager(workdir, create: bool = True) -> ocp.CheckpointManager:
 
 
 def save(workdir, round_index: int, state, arrays: dict[str, Any], meta: dict[str, Any]):
-    """Writes round ``round_index`` (blocking until it is complete on disk). A round saved
-    before (a resumed run that selects for its last round) is replaced."""
+    """Writes round ``round_index``, blocking until it is complete on disk.
+
+    A new round must come after every saved one: a round below the latest raises ValueError
+    (another writer, or a stale state), as does Orbax refusing to save. The latest round may
+    be written again (a resumed run that selects for its last round): the new copy is written
+    completely beside it, then swapped in, and only then is the old copy deleted.
+    """
+    args = ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        arrays=ocp.args.StandardSave(arrays),
+        meta=ocp.args.JsonSave(meta),
+    )
     with _manager(workdir) as mngr:
-        if round_index in mngr.all_steps():
-            mngr.delete(round_index)
-        mngr.save(
-            round_index,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                arrays=ocp.args.StandardSave(arrays),
-                meta=ocp.args.JsonSave(meta),
-            ),
-        )
-        mngr.wait_until_finished()
+        latest = mngr.latest_step()
+        if latest == round_index:
+            _replace(workdir, round_index, args)
+            return
+        if latest is not None and round_index < latest:
+            raise ValueError(_refused(mngr, round_index))
+        _save_new(mngr, round_index, args)
+
+
+def _refused(mngr: ocp.CheckpointManager, round_index: int) -> str:
+    return (
+        f"{mngr.directory}: round {round_index} not saved: the folder already holds round "
+        f"{mngr.latest_step()} (is another run writing to it?)"
+    )
+
+
+def _save_new(mngr: ocp.CheckpointManager, round_index: int, args) -> None:
+    """``mngr.save`` of a round that is not on disk yet; its refusal raises ValueError."""
+    if not mngr.save(round_index, args=args):
+        raise ValueError(_refused(mngr, round_index))
+    mngr.wait_until_finished()
+
+
+def _replace(workdir, round_index: int, args) -> None:
+    """Writes round ``round_index`` into ``<checkpoints>.staging`` first; once it is complete,
+    moves the saved round to ``<checkpoints>.retired``, the new one into its place, and deletes
+    the retired copy. A crash between the two renames leaves both copies on disk (the round is
+    then missing from the checkpoints folder, so a resume starts from the round before)."""
+    folder = checkpoint_dir(workdir)
+    staging, retired = (folder.with_name(f"{folder.name}.{s}") for s in ("staging", "retired"))
+    name = str(round_index)
+    main_process = jax.process_index() == 0
+    if main_process:  # leftovers of an interrupted replacement; the saved round is in place
+        for leftover in (staging / name, retired / name):
+            shutil.rmtree(leftover, ignore_errors=True)
+    _sync("dal_jax_checkpoint_replace_start")
+    with ocp.CheckpointManager(
+        staging,
+        item_names=("state", "arrays", "meta"),
+        options=ocp.CheckpointManagerOptions(create=True, max_to_keep=None),
+    ) as stage:
+        _save_new(stage, round_index, args)
+    if main_process:
+        retired.mkdir(exist_ok=True)
+        (folder / name).rename(retired / name)
+        (staging / name).rename(folder / name)
+        _fsync_dir(folder)
+        shutil.rmtree(retired / name)
+        for empty in (staging, retired):
+            with contextlib.suppress(OSError):
+                empty.rmdir()
+    _sync("dal_jax_checkpoint_replace_end")
+
+
+def _sync(name: str) -> None:
+    """A barrier of all hosts (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def rounds(workdir) -> list[int]:
@@ -108,6 +182,45 @@ def restore_meta(workdir, round_index: int | None = None) -> tuple[int, dict]:
     with _manager(workdir, create=False) as mngr:
         meta = mngr.restore(round_index, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     return round_index, meta["meta"]
+
+
+def newest_meta(workdir) -> tuple[int | None, dict | None]:
+    """(round, meta) of the newest round whose metadata reads; (None, None) if none does."""
+    for r in reversed(rounds(workdir)):
+        with contextlib.suppress(Exception):  # orbax raises many kinds on a damaged file
+            return restore_meta(workdir, r)
+    return None, None
+
+
+def restore_readable(workdir, state=None, arrays=None):
+    """Like `restore` of the latest round, falling back to older rounds when one cannot be
+    read (truncated or corrupt files): (round, state, arrays, meta, skipped), where ``skipped``
+    lists (round, one-line reason) for every newer round passed over. When no round reads,
+    round, state, arrays and meta are None. Nothing is moved or deleted."""
+    _filter_failed_read_leftovers()
+    skipped = []
+    for r in reversed(rounds(workdir)):
+        failure = None
+        try:
+            return (*restore(workdir, r, state, arrays), skipped)
+        except Exception as e:  # noqa: BLE001 - orbax / tensorstore raise many kinds
+            failure = _short_error(e)
+        gc.collect()  # the failed read's leftovers, now (filtered) rather than at exit
+        skipped.append((r, failure))
+    return None, None, None, None, skipped
+
+
+def move_aside(workdir, round_index: int) -> pathlib.Path:
+    """Moves round ``round_index`` out of the checkpoints folder into
+    ``<checkpoints>.unreadable/`` (never deleting it); returns its new path."""
+    folder = checkpoint_dir(workdir)
+    aside = folder.with_name(f"{folder.name}.unreadable")
+    aside.mkdir(exist_ok=True)
+    dest, n = aside / str(round_index), 1
+    while dest.exists():
+        dest, n = aside / f"{round_index}-{n}", n + 1
+    (folder / str(round_index)).rename(dest)
+    return dest
 
 
 def _short_error(e: BaseException, limit: int = 300) -> str:
@@ -229,8 +342,6 @@ def load_ggcnn(path, round_index: int | None = None, seed: int | None = None):
     except Exception as e:  # noqa: BLE001 - orbax / tensorstore raise many kinds on bad files
         failure = _short_error(e)
     if failure is not None:  # outside the except block, so the traceback can be collected
-        import gc
-
         gc.collect()  # the failed read's leftovers, now (filtered) rather than at exit
         others = [r for r in available if r != chosen]
         hint = f", or load another round with --round (available: {others})" if others else ""

@@ -9,9 +9,13 @@ GG-CNN re-training of the paper's discussion, and the supervised upper bound of
 * **Which weights a round reports** is decided without the test set (`fit`). When the labelled
   set has at least ``val_min`` images and ``val_fraction > 0``, a validation split of
   ``round(val_fraction * labelled)`` images is held out of training (drawn per run from its key)
-  and the weights at the end of the chunk with the best validation accuracy are kept; with fewer
-  labels the weights at the end of the chunk with the lowest mean grasp loss are kept. Ties go
-  to the later chunk.
+  and the weights at the end of the chunk with the best validation accuracy are kept (ties go
+  to the later chunk). With fewer labels the training loss decides: the weights at the end of
+  the latest chunk whose mean grasp loss is within ``LOSS_TOLERANCE`` (5%) of the lowest chunk
+  loss so far are kept. A chunk's mean loss is measured over the steps of the chunk on random
+  batches, so it is noisy by a few percent: taking the lowest one outright chased that noise
+  and kept weights from early in a round (in a warm-started run, from up to 200 steps before
+  the end), while a collapse or divergence raises it far more than the tolerance.
 * **Diagnostics** (`assess`): per run, the test accuracy and what tells a trained network from a
   collapsed one - the final training loss, the median over test images of the largest quality
   output, the fraction of test images without any grasp (no quality peak above the threshold),
@@ -28,9 +32,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import data, distributed, evaluate, train
+from dal_jax import data, distributed, metric, train
 
 COLLAPSE_NO_GRASP = 0.5  # a run with no grasp on more than this fraction of test images
+LOSS_TOLERANCE = 0.05  # training-loss rule: a chunk within 5% of the lowest loss is as good
 
 
 def num_steps(c, labelled: int) -> int:
@@ -82,7 +87,7 @@ def validation_accuracy(trainer: train.Trainer, params, inputs, val: Validation)
     flat = preds.reshape((1, num_runs * v) + preds.shape[2:])
     g = val.gt_rects.reshape((num_runs * v,) + val.gt_rects.shape[2:])
     m = val.gt_mask.reshape((num_runs * v,) + val.gt_mask.shape[2:])
-    _, success = evaluate.accuracy(flat, g, m)
+    _, success = metric.accuracy(flat, g, m)
     return np.asarray(success, np.float64).reshape(num_runs, v).mean(axis=1)
 
 
@@ -90,7 +95,7 @@ def validation_accuracy(trainer: train.Trainer, params, inputs, val: Validation)
 class FitInfo:
     """How `fit` chose each run's weights: rule ("validation" or "train_loss"), step [R] at
     which the kept weights were taken (0: none, the run diverged in its first chunk), score
-    [R] (validation accuracy, or minus the mean grasp loss of that chunk), final_loss [R]
+    [R] (validation accuracy, or minus the mean grasp loss of the kept chunk), final_loss [R]
     (mean loss of the last finite chunk), diverged_at [R] (the step of the first non-finite
     loss, -1 if none)."""
 
@@ -116,6 +121,7 @@ def fit(
     num_runs = masks.shape[0]
     best = {"params": None, "score": np.full(num_runs, -np.inf), "step": np.zeros(num_runs, int)}
     last = {"loss": np.full(num_runs, np.nan), "diverged": np.full(num_runs, -1)}
+    lowest = np.full(num_runs, np.inf)  # the training-loss rule's lowest chunk loss so far
 
     def after_chunk(done, metrics, st):
         # Host copies (st is donated to the next chunk; with several hosts, gathered).
@@ -128,10 +134,14 @@ def fit(
         ok = last["diverged"] < 0
         if val is not None:
             score = validation_accuracy(trainer, params, inputs, val)
+            score = np.where(ok & np.isfinite(score), score, -np.inf)
+            better = ok & (score >= best["score"])
         else:
-            score = -np.asarray(metrics["gsp_loss"], np.float64).mean(axis=1)
-        score = np.where(ok & np.isfinite(score), score, -np.inf)
-        better = ok & (score >= best["score"])
+            chunk_loss = np.asarray(metrics["gsp_loss"], np.float64).mean(axis=1)
+            finite = ok & np.isfinite(chunk_loss)
+            lowest[:] = np.where(finite, np.minimum(lowest, chunk_loss), lowest)
+            score = np.where(finite, -chunk_loss, -np.inf)
+            better = finite & (chunk_loss <= lowest * (1 + LOSS_TOLERANCE))
         if best["params"] is None:
             best["params"] = params
         else:
@@ -182,7 +192,7 @@ def assess(trainer: train.Trainer, states, test: data.Pool, info: FitInfo | None
         preds.append(p)
         conv1.append(f1)
     preds, conv1 = np.stack(preds), np.stack(conv1)  # [R, N, H, W, 4], [R, N, 32]
-    ev = evaluate.evaluate(preds, test.gt_rects, test.gt_mask)
+    ev = metric.evaluate(preds, test.gt_rects, test.gt_mask)
     no_grasp = 1.0 - np.asarray(ev.has_grasp, np.float64).mean(axis=1)
     acc = np.asarray(ev.acc, np.float64).tolist()
     out = {

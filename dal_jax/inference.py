@@ -15,13 +15,14 @@ Pipeline of `GraspDetector.detect` for a depth frame [H, W] (metres; holes 0 or 
 4. Grasps mapped back to frame pixels (centre, opening and jaw scaled by size / N) and, with
    camera intrinsics, to the camera frame in metres.
 
-Post-processing versus `dal_jax.evaluate` (the reference evaluation): the same peak rules
-(``peak_mask``: 41x41 maximum filter, 20 px border, > 0.2; greedy spacing), but the Gaussian
-blurs accumulate in float32 instead of SciPy's float64, and the angle / width maps are blurred
-only in the window around each peak (the blurred value at a pixel depends only on that window).
-The blurred maps then differ from the reference by ~1e-7 relative, which can only change the
-chosen peak between two pixels whose quality agrees to ~7 digits; the float64 path would cost the
-robot's latency budget for no practical gain.
+Post-processing versus the reference's (`dal_jax.postprocess`, SciPy-exact): the same peak
+rules (``peak_mask``: 41x41 maximum filter, 20 px border, > 0.2; greedy spacing), but the
+Gaussian blurs are the project's float32 blur (`postprocess.gaussian_blur` accumulating in
+float32, the one the metric's fast top-1 uses) instead of SciPy's float64, and the angle / width
+maps are blurred only in the window around each peak (`postprocess.blur_at`: the blurred value
+at a pixel depends only on that window). The blurred maps then differ from the reference by
+~1e-7 relative, which can only change the chosen peak between two pixels whose quality agrees
+to ~7 digits; the float64 path would cost the robot's latency budget for no practical gain.
 
 Output grasps: ``centre`` (row, col) and ``opening`` / ``jaw`` in frame pixels, ``angle`` in
 radians in the image (counter-clockwise positive, image up; `dal_jax.grasp` conventions),
@@ -60,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import evaluate, grasp, models, preprocess
+from dal_jax import grasp, models, postprocess, preprocess
 
 DEPTH_WINDOW = 5  # half-size of the window the grasp's depth is taken from (11 x 11 px)
 #: Most grasps one call may ask for: the program is compiled per top_k and its peak search
@@ -134,41 +135,6 @@ class Detection:
 # ----------------------------------------------------------------------------- compiled part
 
 
-def _blur_f32(img, sigma: float):
-    """Separable Gaussian blur of [H, W] float32 (SciPy's kernel, mode 'nearest'), in float32."""
-    w = evaluate.gauss_kernel(sigma).astype(np.float32)  # SciPy's weights, radius 4 sigma
-    r = (len(w) - 1) // 2
-    for axis in (0, 1):
-        n = img.shape[axis]
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r, r)
-        xp = jnp.pad(img, pad, mode="edge")
-        acc = jax.lax.slice_in_dim(xp, r, r + n, axis=axis) * w[r]
-        for j in range(1, r + 1):
-            acc = (
-                acc
-                + (
-                    jax.lax.slice_in_dim(xp, r - j, r - j + n, axis=axis)
-                    + jax.lax.slice_in_dim(xp, r + j, r + j + n, axis=axis)
-                )
-                * w[r + j]
-            )
-        img = acc
-    return img
-
-
-def _blur_at_f32(img, r, c, sigma: float):
-    """`_blur_f32(img, sigma)` at pixel (r, c) only, from the window around it (clamped indices
-    = 'nearest' edges). img [H, W]; r, c int scalars -> float32 scalar."""
-    w = jnp.asarray(evaluate.gauss_kernel(sigma), jnp.float32)
-    rad = (w.shape[0] - 1) // 2
-    h, wd = img.shape
-    offs = jnp.arange(-rad, rad + 1)
-    rows = jnp.clip(r + offs, 0, h - 1)
-    cols = jnp.clip(c + offs, 0, wd - 1)
-    return w @ img[rows[:, None], cols[None, :]] @ w
-
-
 @functools.partial(jax.jit, static_argnames=("top_k", "with_maps", "input_scale"))
 def _run(params, x, top_k: int, with_maps: bool = False, input_scale: float = 1.0):
     """Network + post-processing of one normalised input x [N, N, C].
@@ -179,16 +145,17 @@ def _run(params, x, top_k: int, with_maps: bool = False, input_scale: float = 1.
     """
     model = models.GGCNN(fast=True, input_scale=input_scale)
     preds = model.apply({"params": params}, x[None])[0][0].astype(jnp.float32)
-    q = _blur_f32(preds[..., 0], evaluate.Q_SIGMA)
-    d = evaluate.peak_distance(min(q.shape))
-    rows, cols, valid = evaluate.top_peaks(q, evaluate.peak_mask(q, d), top_k, d)
-    ang_map = evaluate.angle_map(preds)
-    wid_map = evaluate.width_map(preds)
+    # The project's float32 blur (the metric's fast path): float64 would cost latency, not peaks.
+    q = postprocess.gaussian_blur(preds[..., 0], postprocess.Q_SIGMA, np.float32)
+    d = postprocess.peak_distance(min(q.shape))
+    rows, cols, valid = postprocess.top_peaks(q, postprocess.peak_mask(q, d), top_k, d)
+    ang_map = postprocess.angle_map(preds)
+    wid_map = postprocess.width_map(preds)
 
     def at_peak(r, c):
         return (
-            _blur_at_f32(ang_map, r, c, evaluate.ANGLE_SIGMA),
-            _blur_at_f32(wid_map, r, c, evaluate.WIDTH_SIGMA),
+            postprocess.blur_at(ang_map, r, c, postprocess.ANGLE_SIGMA, np.float32),
+            postprocess.blur_at(wid_map, r, c, postprocess.WIDTH_SIGMA, np.float32),
             q[r, c],
         )
 
@@ -417,7 +384,7 @@ class GraspDetector:
         """Detects grasps in one frame and reports how (see `detect` for the arguments).
 
         Returns a `Detection`; with ``maps=True`` it also holds the q / angle / width maps
-        (evaluate.postprocess of the network output, [N, N]) and the inpainted region.
+        (postprocess.postprocess of the network output, [N, N]) and the inpainted region.
         """
         t0 = time.perf_counter()
         top_k = int(top_k)
@@ -460,7 +427,7 @@ class GraspDetector:
         }
         det = Detection(grasps, "ok" if grasps else "no grasp", roi, timings)
         if maps:
-            q, ang, wid = (np.asarray(m) for m in evaluate.postprocess(out[6]))
+            q, ang, wid = (np.asarray(m) for m in postprocess.postprocess(out[6]))
             det.maps = {"q": q, "angle": ang, "width": wid, "depth": filled}
         return det
 

@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from dal_jax import checkpoint, data, distributed, fit, protocols, strategies, train
+from dal_jax.workdir import claim
 
 log = logging.getLogger("dal_jax")
 ORACLES = ("gt", "human")
@@ -51,15 +52,25 @@ RESUMABLE_FIELDS = (
 
 
 def parse_alphas(alpha) -> list[float]:
-    """'0,0.05,0.1' / 0.1 / [0.1, 0.5] -> list of floats."""
-    if isinstance(alpha, str):
-        vals = [float(a) for a in alpha.split(",") if a.strip()]
-    elif isinstance(alpha, (int, float)):
-        vals = [float(alpha)]
-    else:
-        vals = [float(a) for a in alpha]
+    """'0,0.05,0.1' / 0.1 / [0.1, 0.5] -> list of floats; ValueError naming --alpha for a value
+    that is not a finite number >= 0, or one given twice."""
+    items = alpha.split(",") if isinstance(alpha, str) else alpha
+    items = [items] if isinstance(items, (int, float)) else items
+    try:
+        vals = [float(a) for a in items if not isinstance(a, str) or a.strip()]
+    except (TypeError, ValueError):
+        vals = []
     if not vals or any(not np.isfinite(a) or a < 0 for a in vals):
-        raise ValueError(f"alpha must be one or more finite values >= 0; got {alpha!r}")
+        raise ValueError(
+            f"--alpha={alpha}: alpha must be one or more finite values >= 0, comma-separated "
+            "(e.g. --alpha=0.1 or --alpha=0,0.05,0.1)"
+        )
+    twice = sorted({a for a in vals if vals.count(a) > 1})
+    if twice:
+        raise ValueError(
+            f"--alpha={alpha}: {', '.join(f'{a:g}' for a in twice)} given more than once; "
+            "give each alpha once"
+        )
     return vals
 
 
@@ -124,6 +135,19 @@ def load_data(c) -> data.Dataset:
     if ds.pool.inputs.shape[1] != c.image_size:
         raise ValueError(f"{c.dataset} loaded at {ds.pool.inputs.shape[1]} px, not {c.image_size}")
     return ds
+
+
+def check_budget(c, ds: data.Dataset) -> None:
+    """Refuses (ValueError) a budget the pool cannot supply: the initial labelled set plus
+    ``budget`` for every round but the last must fit in the pool."""
+    initial = c.initial if c.initial is not None else len(ds.initial or ())
+    need = initial + c.budget * (c.rounds - 1)
+    if need > len(ds.pool):
+        raise ValueError(
+            f"--budget={c.budget} x {c.rounds - 1} selection rounds (--rounds={c.rounds}) + "
+            f"{initial} initial = {need} labelled images, but the {c.dataset} pool holds "
+            f"{len(ds.pool)}; lower --budget or --rounds"
+        )
 
 
 def train_config(c, uses_disc: bool) -> train.TrainConfig:
@@ -212,23 +236,91 @@ def config_diff(saved: dict, current: dict) -> list[str]:
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
-def try_resume(workdir: pathlib.Path, c, template: train.TrainState) -> LoopState | None:
-    """The state after the last finished round in ``workdir``, or None for a fresh start.
+def check_workdir(workdir: pathlib.Path, c) -> None:
+    """Refuses (ValueError, one line) a workdir that holds another run: a checkpoint of a
+    supervised run or of a different config, or, with no checkpoint, a results.json of another
+    strategy, dataset, alpha or seed count (which this run would overwrite)."""
+    _, meta = checkpoint.newest_meta(workdir)
+    if meta is not None:
+        _check_saved_config(workdir, meta, c)
+        return
+    for path, res in _results_files(workdir).items():
+        diff = _results_diff(res, c, path.parent.relative_to(workdir))
+        if diff:
+            raise ValueError(
+                f"{path} belongs to another run ({diff}) and {workdir} has no checkpoint to "
+                "resume; refusing to overwrite it. Use another --workdir, or move it away."
+            )
 
-    Raises ValueError naming the fields when the saved config differs from ``c``.
-    """
-    if not checkpoint.rounds(workdir):
-        return None
-    _, meta = checkpoint.restore_meta(workdir)
-    diff = config_diff(meta["config"], c.to_dict())
+
+def _check_saved_config(workdir, meta, c) -> None:
+    meta = meta if isinstance(meta, dict) else {}
+    saved, supervised = meta.get("config"), meta.get("kind") == "supervised"
+    if supervised or not isinstance(saved, dict):
+        what = (
+            "a supervised run (experiments.train), not an active-learning one"
+            if supervised
+            else "a checkpoint with no run config (not written by experiments.main)"
+        )
+        raise ValueError(f"{workdir} holds {what}; use another --workdir")
+    diff = config_diff(saved, c.to_dict())
     if diff:
-        detail = ", ".join(f"{k}: {meta['config'].get(k)!r} -> {c.get(k)!r}" for k in diff)
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {c.get(k)!r}" for k in diff)
         raise ValueError(
             f"{workdir} holds a run with a different config ({detail}); refusing to resume. "
             "Use another --workdir, or the same settings."
         )
-    masks_t = {"masks": np.zeros((template.step.shape[0], meta["num_pool"]), bool)}
-    rnd, states, arrays, meta = checkpoint.restore(workdir, state=template, arrays=masks_t)
+
+
+def _results_files(workdir: pathlib.Path) -> dict:
+    """path -> parsed JSON of every results.json in ``workdir`` (and its alpha_*/ folders);
+    ValueError naming a file that does not parse."""
+    out = {}
+    for path in [workdir / "results.json", *sorted(workdir.glob("alpha_*/results.json"))]:
+        if not path.is_file():
+            continue
+        try:
+            out[path] = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(
+                f"{path} is unreadable ({e}) and {workdir} has no checkpoint to resume; "
+                "move it away or use another --workdir"
+            ) from None
+    return out
+
+
+def _results_diff(res, c, folder: pathlib.Path) -> str:
+    """How a results.json found in ``folder`` (relative to the workdir) differs from what
+    this run writes there: "" when it is this run's, else "field: saved -> now"."""
+    if not isinstance(res, dict) or res.get("kind") == "supervised":
+        return "not an active-learning run of this config"
+    alphas = parse_alphas(c.alpha)
+    here = alphas[0] if len(alphas) == 1 else None
+    if len(alphas) > 1 and str(folder).startswith("alpha_"):
+        here = next((a for a in alphas if f"alpha_{a:g}" == str(folder)), None)
+    now = {"strategy": c.strategy, "dataset": c.dataset, "alpha": here, "seeds": c.seeds}
+    return ", ".join(f"{k}: {res.get(k)!r} -> {v!r}" for k, v in now.items() if res.get(k) != v)
+
+
+def try_resume(workdir: pathlib.Path, template: train.TrainState, num_pool: int):
+    """The state after the newest readable round in ``workdir``, or None for a fresh start.
+
+    A round that cannot be read (truncated or corrupt files) is moved aside into
+    ``checkpoints.unreadable/`` (never deleted), with one line saying so, and the round
+    before it is used. The config was checked by `check_workdir`.
+    """
+    masks_t = {"masks": np.zeros((template.step.shape[0], num_pool), bool)}
+    rnd, states, arrays, meta, skipped = checkpoint.restore_readable(
+        workdir, state=template, arrays=masks_t
+    )
+    note = f"resuming from round {rnd}" if rnd is not None else "starting from round 0"
+    for bad, why in skipped if jax.process_index() == 0 else ():  # process 0 moves them
+        dest = checkpoint.move_aside(workdir, bad)
+        line = f"checkpoint of round {bad} is unreadable ({why}); moved it to {dest}, {note}"
+        log.warning(line)
+        print(line, flush=True)
+    if rnd is None:
+        return None
     labels = {int(k): np.asarray(v, np.float64) for k, v in meta["human_labels"].items()}
     return LoopState(rnd, np.asarray(arrays["masks"]), meta["history"], labels, states)
 
@@ -322,31 +414,45 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
     first alpha (every alpha's results are written under ``workdir``).
 
     ``on_annotate_url(url)``: with ``oracle='human'``, called with the annotation page's URL
-    each round (default: printed).
+    each round (default: printed). Holds the workdir's lock (`dal_jax.workdir`) while it runs;
+    a workdir in use, unwritable or holding another run raises ValueError before any training.
     """
     c = resolve(config)
-    workdir = pathlib.Path(workdir).expanduser().resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        _log_to(workdir / "log.txt")
+    with claim(workdir, exclusive=jax.process_index() == 0) as path:
+        check_workdir(path, c)
+        if jax.process_index() == 0:
+            _log_to(path / "log.txt")
+        ctx, ls = _start(c, path, on_annotate_url)
+        return _run_rounds(ctx, ls, progress)
+
+
+def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopState]:
+    """Loads the data, checks what needs no training, builds the trainer and resumes (or
+    starts) the loop state."""
     alphas = parse_alphas(c.alpha)
+    ds = load_data(c)
+    fresh = initial_masks(c, ds, len(alphas))
+    check_budget(c, ds)
     strategy = strategies.get(c.strategy, **c.strategy_config.to_dict())
     tcfg = train_config(c, strategy.uses_disc)
     num_runs = len(alphas) * c.seeds
     mesh = distributed.runs_mesh(num_runs) if c.shard else None
     trainer = train.Trainer(tcfg, strategy.plugins(tcfg), mesh=mesh)
-    ds = load_data(c)
     log.info("run: %s, %d pool / %d test, %d runs", c.dataset, len(ds.pool), len(ds.test), num_runs)
     template = trainer.init_states(run_keys(c, len(alphas), 0, 0), ds.pool.inputs.shape[1:])
-    ls = try_resume(workdir, c, template)
+    ls = try_resume(workdir, template, len(ds.pool))
     if ls is None:
-        ls = LoopState(-1, initial_masks(c, ds, len(alphas)), [], {}, None)
+        ls = LoopState(-1, fresh, [], {}, None)
     else:
         print(f"resuming {workdir} after round {ls.round}", flush=True)
     hp = {"alpha": jnp.asarray(np.repeat(alphas, c.seeds), jnp.float32)}
-    ctx = _Context(
-        c, workdir, alphas, strategy, trainer, ds, jnp.asarray(ds.pool.inputs), hp, on_annotate_url
-    )
+    inputs = jnp.asarray(ds.pool.inputs)
+    return _Context(c, workdir, alphas, strategy, trainer, ds, inputs, hp, on_annotate_url), ls
+
+
+def _run_rounds(ctx: _Context, ls: LoopState, progress: bool) -> dict:
+    """Algorithm 1 from ``ls`` on: train, test, select, save, until `_finished`."""
+    c, ds = ctx.c, ctx.ds
     targets = apply_human_labels(jnp.asarray(ds.pool.targets), ls.human_labels, c.image_size)
     initial = ls.history[0]["labeled"][0] if ls.history else int(ls.masks[0].sum())
     bar = _progress(c, initial, ls.round + 1, progress)

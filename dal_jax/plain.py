@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from dal_jax import checkpoint, fit, loop, train
+from dal_jax.workdir import claim
 
 
 def labelled_masks(src, c, ds, round_index: int, num_alphas: int) -> np.ndarray:
@@ -28,7 +29,13 @@ def labelled_masks(src, c, ds, round_index: int, num_alphas: int) -> np.ndarray:
 
 
 def train_plain_from(src, round_index: int, workdir, progress: bool = True) -> dict:
-    src = pathlib.Path(src).expanduser()
+    """Trains plain GG-CNN on round ``round_index``'s data of the run in ``src``; writes
+    ``workdir/plain_from.json`` (holding the workdir's lock meanwhile) and returns its dict."""
+    with claim(workdir) as path:
+        return _train_plain(pathlib.Path(src).expanduser(), round_index, path)
+
+
+def _train_plain(src: pathlib.Path, round_index: int, workdir: pathlib.Path) -> dict:
     _, meta = checkpoint.restore_meta(src)
     history = {rec["round"]: rec for rec in meta["history"]}
     if round_index not in history:
@@ -68,8 +75,6 @@ def train_plain_from(src, round_index: int, workdir, progress: bool = True) -> d
         "joint_mean": float(joint.mean()),
         "plain_mean": float(plain.mean()),
     }
-    workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "plain_from.json").write_text(json.dumps(out, indent=1))
     print(
         f"round {round_index} data ({out['labeled']} labelled): {c.strategy} joint model "

@@ -34,11 +34,11 @@ def plot_grasp_figure(path, depth, preds, gt_rects, gt_mask=None, rgb=None, dpi:
     Returns:
       (width_px, height_px) of the written figure: panels * 3.2 in x 3.2 in at ``dpi``.
     """
-    from dal_jax import evaluate, grasp
+    from dal_jax import grasp, postprocess
 
     preds = np.asarray(preds, np.float32)
-    q, angle, width = (np.asarray(m) for m in evaluate.postprocess(preds))
-    g = evaluate.detect_grasps(q, angle, width, top_n=1)
+    q, angle, width = (np.asarray(m) for m in postprocess.postprocess(preds))
+    g = postprocess.detect_grasps(q, angle, width, top_n=1)
     gt_rects = np.asarray(gt_rects, np.float64).reshape(-1, 4, 2)
     if gt_mask is not None:
         gt_rects = gt_rects[np.asarray(gt_mask, bool)]

@@ -3,7 +3,8 @@ user trains a deployable model on their own data (``python -m experiments.train`
 
 The same recipe as an active-learning round (`dal_jax.fit`: steps for the labelled count, the
 model choice on a validation split or the training loss, the collapse diagnostics), with every
-pool image labelled and no discriminator. Writes ``results.json`` and an orbax checkpoint that
+pool image labelled and no discriminator; where the loop keeps its networks between rounds, at
+least as many steps as the loop's last model had in all (`loop_steps`). Writes ``results.json`` and an orbax checkpoint that
 `dal_jax.inference` / `dal_jax.robot` load (``--checkpoint=WORKDIR``).
 """
 
@@ -19,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from dal_jax import checkpoint, fit, loop, train
+from dal_jax.workdir import claim
 
 log = logging.getLogger("dal_jax")
 KIND = "supervised"
@@ -48,12 +50,16 @@ def run(config: ml_collections.ConfigDict, workdir=None, progress: bool = True) 
     a different config is refused, naming the fields.
     """
     c = loop.resolve(config)
-    workdir = pathlib.Path(workdir or f"runs/{c.dataset}_supervised").expanduser().resolve()
-    done = _finished(workdir, c)
-    if done is not None:
-        print(f"{workdir} already holds this run; results.json is up to date.", flush=True)
-        return done
-    workdir.mkdir(parents=True, exist_ok=True)
+    with claim(workdir or f"runs/{c.dataset}_supervised") as path:
+        done = _finished(path, c)
+        if done is not None:
+            print(f"{path} already holds this run; results.json is up to date.", flush=True)
+            return done
+        return _train(c, path, progress)
+
+
+def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
+    """Trains, tests and saves the run of a resolved config into ``workdir`` (locked)."""
     ds = loop.load_data(c)
     trainer = train.Trainer(loop.train_config(c, uses_disc=False))
     n = len(ds.pool)
@@ -61,7 +67,7 @@ def run(config: ml_collections.ConfigDict, workdir=None, progress: bool = True) 
     train_masks, val = fit.carve_validation(
         c, masks, ds.pool.gt_rects, ds.pool.gt_mask, loop.run_rngs(c, 1, 3, 0)
     )
-    steps = fit.num_steps(c, n)
+    steps = max(fit.num_steps(c, n), loop_steps(c, ds))
     states = trainer.init_states(loop.run_keys(c, 1, 0, 0), ds.pool.inputs.shape[1:])
     bar = _bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
     t0 = time.time()
@@ -98,6 +104,16 @@ def run(config: ml_collections.ConfigDict, workdir=None, progress: bool = True) 
     loop._write_json(workdir / "results.json", res)
     print(f"wrote {workdir / 'results.json'} and the checkpoint in {workdir}", flush=True)
     return res
+
+
+def loop_steps(c, ds) -> int:
+    """Training steps the active-learning loop's last model has had in all: the sum over its
+    rounds when the networks are kept between rounds (warm start), else 0. The upper bound
+    trains for at least this long, so it is not below the curve for want of training."""
+    if not c.warm_start:
+        return 0
+    initial = c.initial if c.initial is not None else len(ds.initial or ())
+    return sum(fit.num_steps(c, initial + c.budget * r) for r in range(c.rounds))
 
 
 def _finished(workdir: pathlib.Path, c) -> dict | None:

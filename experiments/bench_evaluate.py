@@ -1,4 +1,4 @@
-"""Benchmark of the batched rectangle-metric evaluation (`dal_jax.evaluate.accuracy`).
+"""Benchmark of the batched rectangle-metric evaluation (`dal_jax.metric.accuracy`).
 
 Run: ``python -m experiments.bench_evaluate`` (prints a JSON line).
 """
@@ -20,7 +20,7 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
     import jax
     import jax.numpy as jnp
 
-    from dal_jax import evaluate, grasp
+    from dal_jax import grasp, metric
 
     rng = np.random.default_rng(0)
     preds = rng.standard_normal((seeds, n, size, size, 4), dtype=np.float32) * 0.3
@@ -35,16 +35,16 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
     mask = rng.random((n, gts)) < 0.7
     preds = jnp.asarray(preds)
     t0 = time.perf_counter()
-    evaluate.accuracy(preds, rects, mask)[0].block_until_ready()
+    metric.accuracy(preds, rects, mask)[0].block_until_ready()
     compile_s = time.perf_counter() - t0
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        evaluate.accuracy(preds, rects, mask)[0].block_until_ready()
+        metric.accuracy(preds, rects, mask)[0].block_until_ready()
         times.append(time.perf_counter() - t0)
     with jax.enable_x64(True):  # images whose peak needed the exact float64 fallback
         n_exact = int(
-            evaluate._accuracy(
+            metric._accuracy(
                 preds, jnp.asarray(rects), jnp.asarray(mask), n_rows=2 * size, chunk=6
             )[2]
         )

@@ -31,7 +31,7 @@ def find_results(workdirs) -> dict[str, dict]:
         if not paths:
             raise FileNotFoundError(f"no results.json in {wd} (nor in {wd}/alpha_*/)")
         for p in paths:
-            res = json.loads(p.read_text())
+            res = read_results(p)
             if res.get("kind") == "supervised":
                 found[f"supervised, all {res['labeled']} labelled [{p.parent.name}]"] = res
                 continue
@@ -41,6 +41,31 @@ def find_results(workdirs) -> dict[str, dict]:
             label += f" [{p.parent.name}]" if label in found else ""
             found[label] = res
     return found
+
+
+def read_results(path: pathlib.Path) -> dict:
+    """A results.json written by experiments.main or experiments.train; ValueError naming the
+    file when it does not parse or lacks the fields the figure and table need."""
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"{path} is unreadable ({e}); remove it or run that workdir again"
+        ) from None
+    need = (
+        ("labeled", "accuracy") if _kind(res) == "supervised" else ("strategy", "alpha", "rounds")
+    )
+    missing = [k for k in need if not isinstance(res, dict) or k not in res]
+    if missing:
+        raise ValueError(
+            f"{path} is not a results.json of experiments.main or experiments.train "
+            f"(no {', '.join(repr(k) for k in missing)})"
+        )
+    return res
+
+
+def _kind(res) -> str | None:
+    return res.get("kind") if isinstance(res, dict) else None
 
 
 def split_supervised(runs: dict[str, dict]) -> tuple[dict, dict]:
@@ -89,7 +114,7 @@ def main(argv):
 
     try:
         runs = find_results(argv[1:])
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     out = pathlib.Path(_OUT.value)

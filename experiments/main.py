@@ -8,22 +8,28 @@
     python -m experiments.compare runs/c_*                                  # figures + table
 
 Outputs in --workdir: results.json, curves.png, log.txt and orbax checkpoints after every
-round. Running again with the same --workdir resumes after the last finished round.
+round. Running again with the same --workdir resumes after the last finished round (the newest
+readable one); a workdir of another config is refused, and so is a second run on a workdir
+while the first one still writes to it.
 Flags below override the config file's fields; --config.FIELD=VALUE overrides any field.
 """
 
 from __future__ import annotations
 
+import pathlib
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from dal_jax import protocols
+from experiments import cli
 
+# Found from any working directory (a --config path is relative to the working directory).
+_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "default.py"
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
-    "experiments/configs/default.py",
+    str(_DEFAULT_CONFIG),
     "Config file, optionally with a variant: experiments/configs/cornell.py:smoke.",
 )
 _STRATEGY = flags.DEFINE_string("strategy", None, "rs | gd | cs | ll | vaal | dal")
@@ -63,11 +69,11 @@ _OVERRIDES = {
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from absl import logging
+    from absl import logging as absl_logging
 
     from dal_jax import distributed, loop, plain
 
-    logging.set_verbosity(logging.WARNING)  # the run's log goes to WORKDIR/log.txt
+    absl_logging.set_verbosity(absl_logging.WARNING)  # the run's log goes to WORKDIR/log.txt
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value
@@ -81,12 +87,9 @@ def main(argv):
         else:
             loop.run(config, workdir, progress=_PROGRESS.value)
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: finished rounds are saved in {workdir}; run the same command to "
-            "resume.",
-            file=sys.stderr,
+        cli.exit_interrupted(
+            f"finished rounds are saved in {workdir}; run the same command to resume."
         )
-        sys.exit(130)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

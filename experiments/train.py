@@ -21,6 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from dal_jax import protocols
+from experiments import cli
 
 _DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "default.py"
 _CONFIG = config_flags.DEFINE_config_file(
@@ -32,6 +33,19 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default runs/<dataset>_supervised)."
 )
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_LOO = flags.DEFINE_bool(
+    "leave_one_out",
+    False,
+    "Leave-one-object-out instead: for every object, train on the others' images and test on "
+    "its own; reports each fold next to a frame-centre grasp (dal_jax.holdout). Writes "
+    "leave_one_out.json (default --workdir runs/<dataset>_leave_one_out).",
+)
+_COMPARE_TO = flags.DEFINE_string(
+    "compare_to",
+    None,
+    "With --leave_one_out: a checkpoint (e.g. converted original GG-CNN weights) tested on the "
+    "same held-out images.",
+)
 
 
 def main(argv):
@@ -46,14 +60,22 @@ def main(argv):
     if _DATASET.value is not None:
         config.dataset = _DATASET.value
     config.seeds = _SEEDS.value
+    if _COMPARE_TO.value and not _LOO.value:
+        print("error: --compare_to needs --leave_one_out", file=sys.stderr)
+        sys.exit(2)
     try:
+        if _LOO.value:
+            from dal_jax import holdout
+
+            res = holdout.run(config, _WORKDIR.value, _COMPARE_TO.value, _PROGRESS.value)
+            print(holdout.table(res))
+            return
         res = supervised.run(config, _WORKDIR.value, progress=_PROGRESS.value)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing was written for this run.", file=sys.stderr)
-        sys.exit(130)
+        cli.exit_interrupted("nothing was written for this run.")
     acc = [a for a in res["accuracy"] if a is not None]
     flagged = sum(res["collapsed"])
     print(

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import augment, data, evaluate, grasp
+from dal_jax import augment, data, grasp, metric, postprocess
 
 S = 96
 RECTS = grasp.grasp_to_rect(
@@ -61,9 +61,9 @@ def test_zoomed_maps_decode_to_the_transformed_ground_truth():
         [np.asarray(augment.apply(t, jnp.zeros((S, S, 1)), jnp.asarray(y))[1]) for t in ts]
     )
     gts = np.stack([augment.transform_rects(RECTS, t, S) for t in ts])
-    _, ok = evaluate.accuracy(ys[None], gts, np.ones(gts.shape[:2], bool))
+    _, ok = metric.accuracy(ys[None], gts, np.ones(gts.shape[:2], bool))
     assert np.asarray(ok).all()
-    g = evaluate.predict_grasps(ys)
+    g = postprocess.predict_grasps(ys)
     for i in range(len(ts)):
         centre, angle, opening, _ = grasp.rect_params(gts[i])
         k = np.argmin(np.linalg.norm(centre - np.asarray(g.centre[i, 0]), axis=1))

@@ -10,7 +10,8 @@ Kinds of rows:
   must be ``code``, exactly one stderr line may say "error:", holding ``expect``; no traceback.
   ``code`` 0 rows check a message the CLI prints while it goes on (e.g. the robot's stats).
 * ``subprocess``: the same, as ``python -m target``, for what only shows in a fresh interpreter
-  (messages printed at exit). Each costs a JAX import, so keep them few.
+  (messages printed at exit) or for absl CLIs whose flags cannot be parsed twice in one process
+  (experiments.main). Each costs a JAX import, so keep them few.
 * ``raises``: ``make(ctx)`` returns a callable; it must raise ``code`` matching ``expect``.
 * ``returns``: ``make(ctx)`` returns a callable giving a text (a skip reason, a note) that must
   contain ``expect``: bad input that is skipped and reported rather than refused.
@@ -18,6 +19,7 @@ Kinds of rows:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -35,15 +37,18 @@ import pytest
 import tifffile
 from PIL import Image
 
-from dal_jax import checkpoint, grasp, inference, preprocess, robot
+from dal_jax import checkpoint, grasp, inference, loop, plain, preprocess, robot, supervised
 from dal_jax.annotate import __main__ as annotate_cli
 from dal_jax.annotate import queue as queue_lib
 from dal_jax.annotate import server as server_lib
+from dal_jax.workdir import WorkdirError, claim
 from datasets import common, prepare
 from datasets.jacquard_subset import jacquard_subset_dataset_builder as jacquard
+from experiments import compare
 from tests.conftest import SHARED_DATA
 from tests.test_annotate import make_queue, rect
 from tests.test_inference import SIZE, planted_params, scene
+from tests.test_loop import smoke
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 JAC_OBJECT = "1a9fa4c269cfcc1b738e43095496b061"
@@ -53,6 +58,7 @@ MAINS = {
     "dal_jax.robot": robot.main,
     "dal_jax.annotate": annotate_cli.main,
     "datasets.prepare": prepare.main,
+    "experiments.compare": lambda argv: compare.main(["compare", *argv]),
 }
 
 
@@ -65,6 +71,7 @@ class Case:
     expect: str  # message fragment (a regular expression for `raises`)
     code: int | type[BaseException] | None = 2
     shared: bool = False  # needs the real sample files in ../shared/data
+    quiet: bool = True  # subprocess: nothing on stderr but the error line (False: library logs)
 
 
 class Ctx:
@@ -73,6 +80,7 @@ class Ctx:
     def __init__(self, tmp: pathlib.Path, factory):
         self.tmp = tmp
         self._factory = factory
+        self.stack = contextlib.ExitStack()  # held while the row runs (e.g. a workdir lock)
 
     @property
     def ckpt(self) -> pathlib.Path:
@@ -212,9 +220,48 @@ def _missing_middle_line(_ctx):
     return notes[0]
 
 
+SMOKE = ["--config=experiments/configs/default.py:smoke", "--dataset=synthetic", "--noprogress"]
+
+
+def _busy_workdir(ctx) -> pathlib.Path:
+    """A workdir whose lock this (test) process holds while the row runs."""
+    wd = ctx.tmp / "busy"
+    ctx.stack.enter_context(claim(wd))
+    return wd
+
+
+def _results_only_workdir(ctx) -> pathlib.Path:
+    """A workdir holding only the results.json of a DAL run (its checkpoints deleted)."""
+    wd = ctx.tmp / "results_only"
+    wd.mkdir()
+    res = {"strategy": "dal", "dataset": "synthetic_grasps", "alpha": 0.1, "seeds": 2, "rounds": []}
+    (wd / "results.json").write_text(json.dumps(res))
+    return wd
+
+
+def _saved_run(ctx, rounds=(0,), **meta) -> pathlib.Path:
+    """A workdir with checkpoints of tiny arrays for ``rounds``, each with ``meta``."""
+    wd = ctx.tmp / "saved"
+    for r in rounds:
+        checkpoint.save(wd, r, {"w": np.zeros((2, 3), np.float32)}, {"m": np.zeros(2)}, meta)
+    return wd
+
+
+def _dal_checkpoint(ctx) -> pathlib.Path:
+    """A workdir with a checkpoint whose meta holds the (resolved) DAL smoke config."""
+    return _saved_run(ctx, config=loop.resolve(smoke()).to_dict())
+
+
+def _results_file(ctx, text: str) -> list[str]:
+    (ctx.tmp / "run").mkdir()
+    (ctx.tmp / "run" / "results.json").write_text(text)
+    return [str(ctx.tmp / "run")]
+
+
 # ----------------------------------------------------------------------------- the table
 
 INF, ROB, ANN, PREP = "dal_jax.inference", "dal_jax.robot", "dal_jax.annotate", "datasets.prepare"
+MAIN, CMP = "experiments.main", "experiments.compare"
 FRAME = scene(holes=False)
 NO_SAMPLES = json.dumps({"format": queue_lib.FORMAT, "round": 0, "height": 4, "width": 4})
 
@@ -505,6 +552,147 @@ CASES = [
 ]
 
 
+CASES += [
+    # 7. Workdirs: one writer, no silent overwrite of another run, writable folders.
+    Case(
+        "workdir-in-use",  # the holder is this test process
+        "subprocess",
+        MAIN,
+        lambda c: [*SMOKE, f"--workdir={_busy_workdir(c)}", "--strategy=rs"],
+        rf"--workdir=.*busy is in use by another run \(pid {os.getpid()}: .+\); wait for it to "
+        r"end or choose another --workdir$",
+    ),
+    Case(
+        "workdir-in-use-supervised",
+        "raises",
+        "supervised.run",
+        lambda c: lambda: supervised.run(smoke(), _busy_workdir(c), progress=False),
+        rf"busy is in use by another run \(pid {os.getpid()}: ",
+        WorkdirError,
+    ),
+    Case(
+        "workdir-in-use-train-plain-from",
+        "raises",
+        "plain.train_plain_from",
+        lambda c: lambda: plain.train_plain_from(c.tmp / "src", 1, _busy_workdir(c)),
+        r"busy is in use by another run",
+        WorkdirError,
+    ),
+    Case(
+        "workdir-under-a-file",
+        "subprocess",
+        MAIN,
+        lambda c: [*SMOKE, f"--workdir={c.file('afile')}/sub"],
+        r"--workdir=.*afile/sub: .*afile is a file, not a folder; choose another --workdir$",
+    ),
+    Case(
+        "workdir-is-a-file",
+        "raises",
+        "loop.run",
+        lambda c: lambda: loop.run(smoke(), c.file("afile"), progress=False),
+        r"afile is a file, not a folder",
+        WorkdirError,
+    ),
+    Case(
+        "workdir-cannot-be-created",  # /sys refuses new folders, even to root
+        "raises",
+        "loop.run",
+        lambda c: lambda: loop.run(smoke(), "/sys/dal_jax_test_workdir", progress=False),
+        r"--workdir=/sys/dal_jax_test_workdir: cannot create the folder \(.+\); choose a "
+        r"writable --workdir",
+        WorkdirError,
+    ),
+    Case(
+        "workdir-not-writable",
+        "raises",
+        "loop.run",
+        lambda c: lambda: loop.run(smoke(), "/sys", progress=False),
+        r"--workdir=/sys is not writable \(.+\); choose a writable --workdir",
+        WorkdirError,
+    ),
+    Case(
+        "workdir-holds-results-json-of-another-strategy",
+        "subprocess",
+        MAIN,
+        lambda c: [*SMOKE, f"--workdir={_results_only_workdir(c)}", "--strategy=rs"],
+        r"results_only/results.json belongs to another run \(strategy: 'dal' -> 'rs'\) and "
+        r".* has no checkpoint to resume; refusing to overwrite it",
+    ),
+    Case(
+        "workdir-holds-unreadable-results-json",
+        "raises",
+        "loop.run",
+        lambda c: lambda: loop.run(smoke(), c.file("run/results.json", b'{"stra').parent),
+        r"run/results.json is unreadable \(.+\) and .* has no checkpoint to resume",
+        ValueError,
+    ),
+    Case(
+        "workdir-holds-checkpoint-of-another-strategy",  # refused before any data is loaded
+        "raises",
+        "loop.run",
+        lambda c: lambda: loop.run(smoke(strategy="rs"), _dal_checkpoint(c), progress=False),
+        r"holds a run with a different config \(strategy: 'dal' -> 'rs'\); refusing to resume",
+        ValueError,
+    ),
+    Case(
+        "workdir-holds-supervised-checkpoint",
+        "raises",
+        "loop.run",
+        lambda c: lambda: loop.run(smoke(), _saved_run(c, kind="supervised"), progress=False),
+        r"holds a supervised run \(experiments.train\), not an active-learning one",
+        ValueError,
+    ),
+    Case(
+        "checkpoint-save-below-latest",  # Orbax's refusal is no longer ignored
+        "raises",
+        "checkpoint.save",
+        lambda c: lambda: _saved_run(c, rounds=(0, 1, 0)),
+        r"round 0 not saved: the folder already holds round 1 \(is another run writing to it\?\)",
+        ValueError,
+    ),
+    # 8. experiments.main flags, checked before any training.
+    Case(
+        "alpha-given-twice",
+        "subprocess",
+        MAIN,
+        lambda c: [*SMOKE, f"--workdir={c.tmp}", "--alpha=0.1,0.1"],
+        r"--alpha=0.1,0.1: 0.1 given more than once; give each alpha once$",
+    ),
+    Case(
+        "alpha-not-a-number",
+        "subprocess",
+        MAIN,
+        lambda c: [*SMOKE, f"--workdir={c.tmp}", "--alpha=abc"],
+        r"--alpha=abc: alpha must be one or more finite values >= 0, comma-separated",
+    ),
+    Case(
+        "budget-larger-than-pool",
+        "subprocess",
+        MAIN,
+        lambda c: [*SMOKE, f"--workdir={c.tmp}", "--budget=1000"],
+        r"--budget=1000 x 1 selection rounds \(--rounds=2\) \+ 8 initial = 1008 labelled "
+        r"images, but the synthetic_grasps pool holds 32; lower --budget or --rounds$",
+        quiet=False,  # TFDS logs a warning while it loads the pool
+    ),
+    # 9. experiments.compare on damaged results.
+    Case(
+        "compare-truncated-results-json",
+        "cli",
+        CMP,
+        lambda c: _results_file(c, '{"strategy": "dal", "rou'),
+        r"run/results.json is unreadable \(.+\); remove it or run that workdir again$",
+    ),
+    Case(
+        "compare-not-a-results-json",
+        "cli",
+        CMP,
+        lambda c: _results_file(c, '{"foo": 1}'),
+        r"run/results.json is not a results.json of experiments.main or experiments.train \(no "
+        r"'strategy', 'alpha', 'rounds'\)$",
+    ),
+]
+
+
 def _run_main(main, argv, timeout: float = 120.0):
     """``main(argv)``'s exit code, in a thread: a CLI that wrongly goes on (e.g. serves a queue
     it should refuse, waiting for Finish) fails the test instead of hanging it."""
@@ -547,6 +735,11 @@ def test_bad_input(case: Case, tmp_path, tmp_path_factory, capsys, request):
     if case.shared:
         request.getfixturevalue("shared_data")  # skips loudly when the files are absent
     ctx = Ctx(tmp_path, tmp_path_factory)
+    with ctx.stack:  # released after the row: e.g. a workdir lock the row holds
+        _run_case(case, ctx, capsys)
+
+
+def _run_case(case: Case, ctx: Ctx, capsys):
     made = case.make(ctx)
     if case.kind == "cli":
         capsys.readouterr()
@@ -565,7 +758,8 @@ def test_bad_input(case: Case, tmp_path, tmp_path_factory, capsys, request):
             check=False,
         )
         _check_output(case, res.returncode, res.stdout, res.stderr)
-        assert res.stderr.strip().count("\n") == 0, res.stderr  # nothing else on stderr
+        if case.quiet:
+            assert res.stderr.strip().count("\n") == 0, res.stderr  # nothing else on stderr
     elif case.kind == "raises":
         with pytest.raises(case.code, match=case.expect):
             made()

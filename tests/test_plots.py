@@ -24,3 +24,37 @@ def test_figure_written_with_right_size(tmp_path):
         assert path.exists() and path.stat().st_size > 5000
         with Image.open(path) as im:
             assert im.size == size == (int(320 * panels), 320)
+
+
+def _red_pixels(path) -> int:
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("RGB")).astype(int)
+    return int(((a[..., 0] > 200) & (a[..., 1] < 60) & (a[..., 2] < 60)).sum())
+
+
+def test_curves_mark_collapsed_runs_and_draw_the_upper_bound(tmp_path):
+    def results(collapsed):
+        rounds = [
+            {
+                "labeled": n,
+                "accuracy": [0.8, 0.85, 0.01 if c else 0.9],
+                "collapsed": [False, False, c],
+            }
+            for n, c in zip((20, 40, 60), collapsed)
+        ]
+        return {"dataset": "synthetic_grasps", "seeds": 3, "rounds": rounds}
+
+    upper = {"supervised": {"accuracy": [0.95]}}
+    plots.plot_curves(tmp_path / "ok.png", {"dal": results([False] * 3)}, upper=upper)
+    plots.plot_curves(tmp_path / "bad.png", {"dal": results([False, True, False])}, upper=upper)
+    assert _red_pixels(tmp_path / "ok.png") == 0
+    assert _red_pixels(tmp_path / "bad.png") > 20  # the red x (and its legend entry)
+    # The dashed upper bound: one more dark row of pixels across the axes than without it.
+    plots.plot_curves(tmp_path / "none.png", {"dal": results([False] * 3)})
+
+    def long_dark_rows(path):
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("L"))
+        return int(((a < 60).sum(axis=1) > 0.4 * a.shape[1]).sum())
+
+    assert long_dark_rows(tmp_path / "ok.png") > long_dark_rows(tmp_path / "none.png")

@@ -343,6 +343,7 @@ def test_random_subset_size():
 
 
 # ------------------------------------------------------------------------------ VAAL
+@pytest.mark.slow
 def test_vaal_trains_and_checkpoints(setups, pool, tmp_path):
     """The VAE loss on the pool falls while VAAL trains alongside GG-CNN; the VAE and its
     discriminator live in the seed-batched state and come back from a checkpoint with the same

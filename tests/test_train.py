@@ -48,6 +48,7 @@ def _run(trainer, keys, masks, alpha, steps):
     return trainer.train(states, INPUTS, TARGETS, masks, {"alpha": alpha}, keys, steps)
 
 
+@pytest.mark.slow
 def test_vmap_and_unrolled_forms_agree(dal_trainers):
     keys = jax.random.split(jax.random.key(0), S)
     alpha = jnp.array([0.1, 0.5])
@@ -60,6 +61,7 @@ def test_vmap_and_unrolled_forms_agree(dal_trainers):
     assert not np.allclose(ma["loss"][0], ma["loss"][1])
 
 
+@pytest.mark.slow
 def test_batched_seeds_equal_one_seed_at_a_time(dal_trainers):
     trainer = dal_trainers["unrolled"]
     keys = jax.random.split(jax.random.key(1), S)
@@ -84,6 +86,7 @@ def test_alpha_changes_the_encoder_but_not_the_program(dal_trainers):
     assert np.isfinite(dec).all()
 
 
+@pytest.mark.slow
 class StepVariantsTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_step_jit_and_no_jit_agree(self):
@@ -101,6 +104,7 @@ class StepVariantsTest(chex.TestCase):
         np.testing.assert_allclose(metrics["loss"], ref_m["loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_no_recompilation_across_chunks_and_rounds():
     trainer = train.Trainer(train.TrainConfig(chunk_steps=3, steps_per_call=3))
     traced = chex.assert_max_traces(trainer._steps_all_seeds, n=1)
@@ -114,6 +118,7 @@ def test_no_recompilation_across_chunks_and_rounds():
     assert int(states.step[0]) == 18
 
 
+@pytest.mark.slow
 def test_plain_loss_falls_tenfold():
     trainer = train.Trainer(train.TrainConfig(use_disc=False, chunk_steps=100))
     keys = jax.random.split(jax.random.key(4), 1)

@@ -28,7 +28,9 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
     c.initial = ml_collections.FieldReference(None, field_type=int)  # initial labelled
     c.expected_accuracy = 1.0  # e: stop when the mean test accuracy reaches it
     c.oracle = "gt"  # gt | human
-    c.warm_start = False  # keep the networks between rounds instead of re-initialising
+    # Keep the networks between rounds instead of re-initialising them (None: protocol; True
+    # for synthetic, False for the paper's datasets).
+    c.warm_start = ml_collections.FieldReference(None, field_type=bool)
 
     c.steps_per_round = ml_collections.FieldReference(None, field_type=int)
     c.batch_size = 8
@@ -41,7 +43,7 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
     c.input_scale = 10.0
     c.init = "xavier_zero"
     c.pos_weight = 20.0
-    c.weight_heads = "all"
+    c.weight_heads = "masked"
     c.warmup = 0.0
     c.lr_final = 1.0
     c.augment = True

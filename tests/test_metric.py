@@ -1,4 +1,5 @@
-"""The rectangle metric against a plain NumPy + scikit-image version of SPEC sections 5-6."""
+"""The rectangle metric against a plain NumPy + scikit-image version of GG-CNN's reference
+evaluation (post-processing, peak, rectangle IoU > 0.25 within 30 degrees)."""
 
 import math
 
@@ -8,20 +9,11 @@ import numpy as np
 import pytest
 from skimage.draw import polygon
 from skimage.feature import peak_local_max
-from skimage.filters import gaussian
 
-from dal_jax import evaluate, grasp
+from dal_jax import grasp, metric, postprocess
+from tests.test_postprocess import near_tie_maps, ref_post
 
 # --------------------------------------------------------------------------- reference
-
-
-def ref_post(p):
-    """p [H, W, 4] float32 -> blurred q, angle, width (the GG-CNN reference recipe)."""
-    q = gaussian(p[..., 0], 2.0, preserve_range=True)
-    ang = gaussian(np.arctan2(p[..., 2], p[..., 1]) / 2.0, 2.0, preserve_range=True)
-    # The width scale is 150 px at 300 px and scales with the image (grasp.width_scale).
-    wid = gaussian(p[..., 3] * np.float32(grasp.width_scale(p.shape[1])), 1.0, preserve_range=True)
-    return q, ang, wid
 
 
 def ref_iou(a, b):
@@ -48,7 +40,7 @@ def ref_success(p, gts):
     """p [H, W, 4]; gts [G, 4, 2] (unpadded) -> bool."""
     q, ang, wid = ref_post(p)
     peaks = peak_local_max(
-        q, min_distance=evaluate.peak_distance(q.shape[0]), threshold_abs=0.2, num_peaks=1
+        q, min_distance=postprocess.peak_distance(q.shape[0]), threshold_abs=0.2, num_peaks=1
     )
     for r, c in peaks:
         o = np.float64(wid[r, c])
@@ -79,8 +71,8 @@ def random_rect(rng, lo, hi):
 
 # --------------------------------------------------------------------------- rasteriser
 
-_rows = jax.jit(evaluate.row_intervals, static_argnums=1)
-_rows_win = jax.jit(evaluate.row_intervals, static_argnums=(1, 3))
+_rows = jax.jit(metric.row_intervals, static_argnums=1)
+_rows_win = jax.jit(metric.row_intervals, static_argnums=(1, 3))
 
 
 def pixel_set(lo, hi, v, ok, row0=0):
@@ -111,7 +103,7 @@ def test_rasteriser_matches_skimage_polygon():
         out = [np.asarray(x) for x in _rows(jnp.asarray(rects), 100)]
     # The same with each polygon in its own 48-row window (as `accuracy` rasterises).
     with jax.enable_x64(True):
-        row0, fits = evaluate._window(jnp.asarray(rects), 48, 100)
+        row0, fits = metric._window(jnp.asarray(rects), 48, 100)
         win = [np.asarray(x) for x in _rows_win(jnp.asarray(rects), 48, row0, 100)]
     fits = np.asarray(fits)
     assert fits.mean() > 0.95
@@ -126,17 +118,6 @@ def test_rasteriser_matches_skimage_polygon():
 
 
 # --------------------------------------------------------------------------- pipeline
-
-
-def test_blur_bit_identical_to_skimage():
-    rng = np.random.default_rng(1)
-    p = rng.standard_normal((2, 64, 80, 4)).astype(np.float32)
-    q, ang, wid = (np.asarray(m) for m in evaluate.postprocess(p))
-    for k in range(2):
-        rq, ra, rw = ref_post(p[k])
-        assert np.array_equal(q[k], rq)  # bit for bit: the peak is the same pixel
-        assert np.array_equal(wid[k], rw)
-        np.testing.assert_allclose(ang[k], ra, atol=1e-6)
 
 
 def make_case(rng, n, size, g_max):
@@ -183,7 +164,7 @@ def test_decisions_identical_to_reference_1000_cases():
     base, gts, mask = make_case(rng, n, size, g_max)
     for k in range(s):  # seeds: perturbed copies of the same test set
         preds[k] = base + 0.05 * k * rng.standard_normal(base.shape).astype(np.float32)
-    acc, success = evaluate.accuracy(preds, gts, mask)
+    acc, success = metric.accuracy(preds, gts, mask)
     success = np.asarray(success)
     ref = np.array(
         [[ref_success(preds[k, i], gts[i][mask[i]]) for i in range(n)] for k in range(s)]
@@ -194,15 +175,15 @@ def test_decisions_identical_to_reference_1000_cases():
     np.testing.assert_allclose(np.asarray(acc), ref.mean(axis=1), rtol=1e-6)
     # These decisions came from the certified float32 fast path, not the exact fallback.
     with jax.enable_x64(True):
-        n_exact = evaluate._accuracy(
+        n_exact = metric._accuracy(
             jnp.asarray(preds), jnp.asarray(gts), jnp.asarray(mask), n_rows=2 * size, chunk=6
         )[2]
     assert int(n_exact) < 0.02 * s * n
     # The sample exercises both outcomes and the no-peak case.
     assert 0.1 < ref.mean() < 0.9
-    q = np.asarray(evaluate.postprocess(preds[0])[0])
+    q = np.asarray(postprocess.postprocess(preds[0])[0])
     assert any(
-        len(peak_local_max(x, evaluate.peak_distance(size), threshold_abs=0.2, num_peaks=1)) == 0
+        len(peak_local_max(x, postprocess.peak_distance(size), threshold_abs=0.2, num_peaks=1)) == 0
         for x in q
     )
 
@@ -210,31 +191,16 @@ def test_decisions_identical_to_reference_1000_cases():
 def test_full_size_300_matches_reference():
     rng = np.random.default_rng(3)
     preds, gts, mask = make_case(rng, 4, 300, 30)
-    _, success = evaluate.accuracy(preds[None], gts, mask)
+    _, success = metric.accuracy(preds[None], gts, mask)
     ref = [ref_success(preds[i], gts[i][mask[i]]) for i in range(4)]
     assert np.asarray(success)[0].tolist() == ref
-
-
-def test_detect_grasps_matches_peak_local_max_top_n():
-    rng = np.random.default_rng(4)
-    q = rng.random((3, 96, 96)).astype(np.float32)
-    q[0] = 0.5  # constant image: no peak at all in peak_local_max
-    q[1, 40:45, 50:55] = 2.0  # plateau: ties resolved in row-major order
-    g = evaluate.detect_grasps(q, q, q, top_n=3)
-    for i in range(3):
-        ref = peak_local_max(
-            q[i], min_distance=evaluate.peak_distance(q.shape[-1]), threshold_abs=0.2, num_peaks=3
-        )
-        valid = np.asarray(g.valid[i])
-        assert valid.sum() == len(ref)
-        assert np.array_equal(np.asarray(g.centre[i])[valid].astype(int), ref)
 
 
 # --------------------------------------------------------------------------- hand-built cases
 
 
 def _success(centre, angle, opening, gt, mask=None, image_size=100):
-    g = evaluate.Grasps(
+    g = postprocess.Grasps(
         centre=np.array([[[centre]]], np.float32),
         angle=np.array([[[angle]]], np.float32),
         opening=np.array([[[opening]]], np.float32),
@@ -244,7 +210,7 @@ def _success(centre, angle, opening, gt, mask=None, image_size=100):
     )
     gt = np.asarray(gt, np.float64).reshape(1, -1, 4, 2)
     mask = np.ones(gt.shape[:2], bool) if mask is None else np.asarray(mask).reshape(1, -1)
-    return bool(np.asarray(evaluate.grasp_success(g, gt, mask, image_size=image_size))[0, 0])
+    return bool(np.asarray(metric.grasp_success(g, gt, mask, image_size=image_size))[0, 0])
 
 
 def test_identical_rectangle_succeeds_and_31_degrees_fails():
@@ -263,7 +229,7 @@ def test_iou_threshold_is_strict_and_counted_in_pixels():
     for k, want in [(16, False), (17, True)]:  # 16/66 = 0.242, 17/65 = 0.262
         gt = pred + np.array([0.0, 41.0 - k])
         with jax.enable_x64(True):
-            iou = float(evaluate.rect_iou(jnp.asarray(pred), jnp.asarray(gt), 100))
+            iou = float(metric.rect_iou(jnp.asarray(pred), jnp.asarray(gt), 100))
         assert abs(iou - ref_iou(pred, gt)) < 1e-12
         assert (iou > 0.25) == want
         assert _success((50, 50), 0.0, 40.0, gt) == want
@@ -272,7 +238,7 @@ def test_iou_threshold_is_strict_and_counted_in_pixels():
     b = np.array([[5.0, 6.0], [5.0, 7.0], [5.0 + 1e-9, 7.0], [5.0 + 1e-9, 6.0]])
     assert ref_iou(a, b) == pytest.approx(0.25)
     with jax.enable_x64(True):
-        assert float(evaluate.rect_iou(jnp.asarray(a), jnp.asarray(b), 10)) == pytest.approx(0.25)
+        assert float(metric.rect_iou(jnp.asarray(a), jnp.asarray(b), 10)) == pytest.approx(0.25)
 
 
 def test_padding_never_counts():
@@ -284,64 +250,7 @@ def test_padding_never_counts():
     assert not _success((50, 50), 0.3, 40.0, both, [False, False])
 
 
-# --------------------------------------------------------------------------- fast path guard
-
-
-def near_tie_maps(rng, size=100):
-    """Quality maps [M, size, size] whose exact blurred peak is decided by a few ulps: twin
-    blobs (the second scaled by 1 + k 2^-24), plateaus, peaks at the 0.2 threshold, constant
-    and border-dominated maps, plus a few generic ones."""
-    yy, xx = np.mgrid[:size, :size].astype(np.float64)
-
-    def blob(r, c, s=4.0):
-        return np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * s * s))
-
-    maps = []
-    for k in range(-4, 5):
-        for first, second in [((35, 35), (65, 65)), ((65, 35), (35, 65)), ((40, 30), (40, 70))]:
-            a = rng.uniform(0.3, 1.0)
-            m = a * blob(*first) + a * (1 + k * 2.0**-24) * blob(*second)
-            maps.append(m)
-    for _ in range(6):  # plateaus above the threshold
-        m = np.round(rng.uniform(0, 1) + 0.3 * blob(*rng.uniform(25, 75, 2), s=12.0), 1)
-        maps.append(m)
-    for k in range(-6, 7):  # the peak value sits on float32(0.2)
-        m = blob(50.0, 50.0)
-        peak = np.float32(gaussian(m.astype(np.float32), 2.0, preserve_range=True).max())
-        maps.append(m * (np.float32(0.2) + k * 2.0**-26) / peak)
-    maps.append(np.full((size, size), 0.7))  # constant: no peak
-    maps.append(blob(5.0, 50.0) + 0.5 * blob(45.0, 50.0))  # window max in the border band
-    maps.append(0.5 * blob(50.0, 50.0) + rng.normal(0, 1e-6, (size, size)))
-    return np.stack(maps).astype(np.float32)
-
-
-def test_fast_peak_certificate_is_sound_on_near_ties():
-    rng = np.random.default_rng(5)
-    qmaps = near_tie_maps(rng)
-    preds = np.zeros(qmaps.shape + (4,), np.float32)
-    preds[..., 0] = qmaps
-    preds[..., 1] = 1.0
-    preds[..., 3] = 0.2
-    with jax.enable_x64(True):
-        r, c, valid, ok = (np.asarray(a) for a in jax.jit(evaluate._top1_fast)(preds))
-    for i, p in enumerate(qmaps):
-        ref = peak_local_max(
-            gaussian(p, 2.0, preserve_range=True),
-            min_distance=evaluate.peak_distance(p.shape[0]),
-            threshold_abs=0.2,
-            num_peaks=1,
-        )
-        if ok[i]:  # a certified fast peak is the reference peak
-            assert valid[i, 0] == (len(ref) == 1), i
-            if len(ref):
-                assert (r[i, 0], c[i, 0]) == tuple(ref[0]), i
-    # Both outcomes occur: the guard sends the near-ties to the exact path, not everything.
-    assert 0 < ok.sum() < len(ok)
-    # Non-finite or overflowing inputs are never certified.
-    bad = np.repeat(preds[-1:], 3, axis=0)
-    bad[0, 3, 4, 0], bad[1, 50, 50, 0], bad[2, 10, 10, 0] = np.inf, np.nan, 3e38
-    with jax.enable_x64(True):
-        assert not np.asarray(jax.jit(evaluate._top1_fast)(bad)[3]).any()
+# --------------------------------------------------------------------------- near ties
 
 
 def test_near_ties_decided_like_reference():
@@ -361,14 +270,14 @@ def test_near_ties_decided_like_reference():
     for i in range(n):
         q, ang, wid = ref_post(preds[0, i])
         peaks = peak_local_max(
-            q, min_distance=evaluate.peak_distance(q.shape[0]), threshold_abs=0.2, num_peaks=1
+            q, min_distance=postprocess.peak_distance(q.shape[0]), threshold_abs=0.2, num_peaks=1
         )
         for r, c in peaks:
             o = np.float64(wid[r, c])
             gts[i, 0] = grasp.grasp_to_rect(np.array([r, c], np.float64), ang[r, c], o, o / 2)
             mask[i, 0] = True
     with jax.enable_x64(True):
-        _, success, n_exact, _ = evaluate._accuracy(
+        _, success, n_exact, _ = metric._accuracy(
             jnp.asarray(preds), jnp.asarray(gts), jnp.asarray(mask), n_rows=200, chunk=6
         )
     ref = np.array([[ref_success(preds[k, i], gts[i][mask[i]]) for i in range(n)] for k in (0, 1)])

@@ -1,0 +1,88 @@
+"""experiments.train: the supervised upper bound and a deployable model from a whole pool."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from dal_jax import checkpoint, inference, loop, postprocess, train
+from experiments.configs import default
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "experiments" / "configs" / "default.py") + ":smoke"
+
+
+def _train_cli(*args, cwd=REPO):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train", f"--config={SMOKE}", "--progress=false", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def sup_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("sup")
+    p = _train_cli("--dataset=synthetic", "--seeds=2", f"--workdir={wd}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    return wd, p.stdout
+
+
+@pytest.mark.slow
+def test_results_hold_accuracy_and_diagnostics_per_seed(sup_run):
+    wd, out = sup_run
+    res = json.loads((wd / "results.json").read_text())
+    assert res["kind"] == "supervised" and res["seeds"] == 2
+    c = loop.resolve(default.get_config("smoke"))
+    assert res["labeled"] == len(loop.load_data(c).pool)  # every pool image is labelled
+    assert len(res["accuracy"]) == 2 and all(0 <= a <= 1 for a in res["accuracy"])
+    for key in ("final_loss", "q_max", "no_grasp", "dead_filters", "kept_step"):
+        assert len(res["diagnostics"][key]) == 2, key
+    assert len(res["collapsed"]) == 2
+    assert "test accuracy" in out
+
+
+@pytest.mark.slow
+def test_inference_loads_the_checkpoint_and_applies_its_input_scale(sup_run):
+    wd, _ = sup_run
+    det = inference.GraspDetector.from_checkpoint(wd, warmup=False)
+    _, meta = checkpoint.restore_meta(wd)
+    assert det.input_scale == meta["input_scale"] == 10.0
+    assert det.seed == int(np.argmax(meta["accuracy"]))
+    # The detector's maps on a test crop equal the trained network's own prediction: the same
+    # weights and the same input scaling as in training and evaluation.
+    c = loop.resolve(default.get_config("smoke"))
+    ds = loop.load_data(c)
+    trainer = train.Trainer(loop.train_config(c, uses_disc=False))
+    params, _, _ = checkpoint.load_ggcnn(wd, seed=det.seed)
+    own = trainer.predict(jax.tree.map(np.asarray, params), ds.test.inputs[:1])
+    q_own = np.asarray(postprocess.postprocess(own)[0])[0]
+    det_maps = det.analyse(ds.test.depth[0], maps=True).maps
+    np.testing.assert_allclose(det_maps["q"], q_own, atol=2e-4)
+
+
+@pytest.mark.slow
+def test_a_second_call_reuses_the_run_and_a_different_config_is_refused(sup_run):
+    wd, _ = sup_run
+    again = _train_cli("--dataset=synthetic", "--seeds=2", f"--workdir={wd}")
+    assert again.returncode == 0 and "already holds this run" in again.stdout
+    other = _train_cli("--dataset=synthetic", "--seeds=2", f"--workdir={wd}", "--config.lr=0.01")
+    assert other.returncode == 2
+    assert "different config" in other.stderr and "lr" in other.stderr
+
+
+def test_an_unprepared_dataset_says_how_to_prepare_it(tmp_path):
+    p = _train_cli("--dataset=cornell", f"--workdir={tmp_path / 'wd'}")
+    assert p.returncode == 2
+    assert "datasets.prepare --dataset=cornell" in p.stderr
+    assert "Traceback" not in p.stderr
