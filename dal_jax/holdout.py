@@ -104,7 +104,8 @@ def run(config, workdir, compare_to=None, progress: bool = True) -> dict:
         t0 = time.time()
         states, info, steps = _train_folds(c, trainer, images, masks, len(objects), progress)
         res = _report(c, trainer, states, info, images, objects, masks, other)
-        res.update(steps=steps, train_s=round(time.time() - t0, 1), compare_to=compare_to)
+        other_path = str(compare_to) if compare_to else None
+        res.update(steps=steps, train_s=round(time.time() - t0, 1), compare_to=other_path)
         loop._write_json(path / "leave_one_out.json", res)
         return res
 

@@ -1,15 +1,18 @@
 """Supervised GG-CNN training on a whole pool: the upper bound of the active-learning curves,
 and a deployable model for your own data.
 
-    python -m experiments.train --dataset=synthetic                      # 1 seed, about 2 min
+    python -m experiments.train --dataset=synthetic                      # 1 seed, about 3 min
     python -m experiments.train --dataset=jacquard_subset --seeds=3 --workdir=runs/jq_sup
     python -m dal_jax.inference --checkpoint=runs/synthetic_grasps_supervised --depth=f.tiff
+    python -m experiments.train --dataset=jacquard_subset --leave_one_out --compare_to=CKPT
 
 Every pool image is labelled; the recipe is the active-learning round's (steps from the
 labelled count, model choice on a validation split or the training loss, the collapse
 diagnostics). Writes results.json and an orbax checkpoint into --workdir (default
 runs/<dataset>_supervised, where experiments.main finds it and draws it as a dashed line on
-curves.png). --config.FIELD=VALUE overrides any field of experiments/configs/default.py.
+curves.png). --leave_one_out trains one model per object on the other objects' images and
+tests it on that object's (dal_jax.holdout). --config.FIELD=VALUE overrides any field of
+experiments/configs/default.py.
 """
 
 from __future__ import annotations
