@@ -25,6 +25,7 @@ def _config(data_dir, **overrides):
     c = default.get_config(dataset="jacquard_subset")
     c.data_dir = str(data_dir)
     c.image_size, c.seeds, c.steps_per_round, c.chunk_steps = 48, 1, 3, 3
+    c.steps_per_label = 0.0
     for k, v in overrides.items():
         c[k] = v
     return c
