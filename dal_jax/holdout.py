@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import checkpoint, data, fit, grasp, loop, metric, postprocess, train
+from dal_jax import checkpoint, data, fit, grasp, loop, metric, postprocess, supervised, train
 from dal_jax.workdir import claim
 
 KIND = "leave_one_object_out"
@@ -116,10 +116,7 @@ def _train_folds(c, trainer, images: data.Pool, masks, num_folds: int, progress:
     )
     steps = fit.num_steps(c, int(train_masks.sum(axis=1).min()))
     states = trainer.init_states(loop.run_keys(c, num_folds, 0, 0), images.inputs.shape[1:])
-    from tqdm import tqdm
-
-    bar = tqdm(total=steps, unit="step", desc=f"{num_folds} folds x {c.seeds} seeds",
-               disable=not progress, dynamic_ncols=True)  # fmt: skip
+    bar = supervised.progress_bar(steps, f"{num_folds} folds x {c.seeds} seeds", progress)
     states, info = fit.fit(
         trainer,
         states,

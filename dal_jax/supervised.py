@@ -69,7 +69,7 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     )
     steps = max(fit.num_steps(c, n), loop_steps(c, ds))
     states = trainer.init_states(loop.run_keys(c, 1, 0, 0), ds.pool.inputs.shape[1:])
-    bar = _bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
+    bar = progress_bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
     t0 = time.time()
     states, info = fit.fit(
         trainer,
@@ -149,7 +149,8 @@ def find(workdir) -> dict | None:
     return res if res.get("kind") == KIND else None
 
 
-def _bar(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over training steps (disabled unless ``enabled``)."""
     from tqdm import tqdm
 
     return tqdm(total=total, unit="step", desc=desc, disable=not enabled, dynamic_ncols=True)
