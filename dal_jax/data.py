@@ -7,7 +7,7 @@ access; no TensorFlow).
 Array conventions (N examples, S x S images, G = most rectangles of any example):
 
 * ``inputs`` [N, S, S, C] float32. Channel 0 is depth minus the crop's mean, clipped to [-1, 1]
-  (SPEC section 4). With ``channels='rgbd'`` channels 1..3 are RGB / 255 minus the crop's mean
+  (GG-CNN's reference normalisation). With ``channels='rgbd'`` channels 1..3 are RGB / 255 minus the crop's mean
   over all RGB values (the GG-CNN reference normalisation), so C = 4.
 * ``targets`` [N, S, S, 4] **float16** (pos, cos 2a, sin 2a, clip(opening, 0, 150) / 150): half
   precision halves the largest array so Cornell at 300 x 300 fits the 2 GB budget; every
@@ -26,16 +26,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import pathlib
 
 import cv2
 import numpy as np
 
 from dal_jax import grasp
 from dal_jax.preprocess import normalise_depth, normalise_rgb
-
-NAMES = ("cornell", "cornell_noisy", "jacquard_subset", "synthetic_grasps")
 
 
 @dataclasses.dataclass
@@ -154,57 +150,30 @@ def make_targets(rects, mask=None, shape=(300, 300)) -> np.ndarray:
 # --------------------------------------------------------------------------- builders
 
 
-def default_data_dir() -> str:
-    """TFDS' own default: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-    return os.environ.get("TFDS_DATA_DIR") or str(
-        pathlib.Path("~/tensorflow_datasets").expanduser()
-    )
+def grasp_datasets():
+    """The repository's ``datasets`` package (its TFDS builders), with a clear error when
+    Hugging Face's package of the same name is found instead."""
+    import datasets
 
-
-def make_builder(name: str, data_dir=None, config=None, **config_kwargs):
-    """The TFDS builder of a dataset.
-
-    ``config`` names a predefined config (cornell / cornell_noisy: 'image_wise' (default),
-    'object_wise'; jacquard_subset: 'perfect' (default), 'stereo'; synthetic_grasps:
-    'default'). ``config_kwargs`` override fields of that config (e.g. ``seed=3``,
-    ``num_scenes=40, crop_size=48`` for synthetic_grasps, where ``image_size`` is accepted
-    for ``crop_size``); the resulting config gets a name that encodes them, so differently
-    configured builds never share a folder.
-    """
-    import datasets as grasp_datasets  # the repository's package, not Hugging Face's
-
-    if not hasattr(grasp_datasets, "builder_class"):
+    if not hasattr(datasets, "make_builder"):
         raise ImportError(
-            f"`import datasets` found {getattr(grasp_datasets, '__file__', grasp_datasets)}, not "
+            f"`import datasets` found {getattr(datasets, '__file__', datasets)}, not "
             "this repository's datasets/ folder (Hugging Face's package has the same name). "
             "Run from the repository root with `python -m ...`."
         )
+    return datasets
 
-    if name not in NAMES:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
-    cls = grasp_datasets.builder_class(name)
-    if "image_size" in config_kwargs:
-        config_kwargs["crop_size"] = config_kwargs.pop("image_size")
-    if name == "jacquard_subset" and "crop_size" in config_kwargs:
-        config_kwargs["size"] = config_kwargs.pop("crop_size")
-    base_name = config or cls.DEFAULT_CONFIG_NAME
-    base = cls.builder_configs.get(base_name)
-    if base is None:
-        raise ValueError(
-            f"{name} has no config {base_name!r}; choose from {list(cls.builder_configs)}"
-        )
-    cfg = base
-    if config_kwargs:
-        fields = {f.name for f in dataclasses.fields(base)}
-        unknown = set(config_kwargs) - fields
-        if unknown:
-            raise TypeError(f"{name} config has no field(s) {sorted(unknown)}")
-        changed = {k: v for k, v in sorted(config_kwargs.items()) if getattr(base, k) != v}
-        if changed:
-            suffix = "_".join(f"{k}{v}" for k, v in changed.items()).replace(".", "p")
-            cfg = dataclasses.replace(base, name=f"{base_name}_{suffix}", **changed)
-    data_dir = str(pathlib.Path(data_dir).expanduser()) if data_dir else default_data_dir()
-    return cls(data_dir=data_dir, config=cfg)
+
+def check_name(name: str) -> None:
+    """ValueError naming the valid datasets for an unknown builder name."""
+    names = grasp_datasets().NAMES
+    if name not in names:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(names)}")
+
+
+def make_builder(name: str, data_dir=None, config=None, **config_kwargs):
+    """The TFDS builder of a dataset (`datasets.make_builder`)."""
+    return grasp_datasets().make_builder(name, data_dir, config, **config_kwargs)
 
 
 def is_prepared(name: str, data_dir=None, config=None, **config_kwargs) -> bool:

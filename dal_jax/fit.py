@@ -1,8 +1,9 @@
 """From a labelled set to the model a round reports: steps, model choice, test and diagnostics.
 
-Used by every training run of the project (a round of the active-learning loop, the plain
-GG-CNN re-training of the paper's discussion, and the supervised upper bound of
-``experiments.train``), so that they all train and judge a network the same way.
+Every training of the project goes through `train_runs` (a round of the active-learning loop,
+the plain GG-CNN re-training of the paper's discussion, the supervised upper bound of
+``experiments.train`` and the leave-one-object-out folds), so that they all train and judge a
+network the same way.
 
 * **Steps** grow with the labelled set: ``steps_per_round + steps_per_label * labelled``
   (`num_steps`), so a round with five times the labels does not get a fifth of the epochs.
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dal_jax import data, distributed, metric, train
+from dal_jax.runs import INIT, TRAIN, VALIDATION, Grid
 
 COLLAPSE_NO_GRASP = 0.5  # a run with no grasp on more than this fraction of test images
 LOSS_TOLERANCE = 0.05  # training-loss rule: a chunk within 5% of the lowest loss is as good
@@ -177,6 +179,53 @@ def fit(
     return states.replace(params=best["params"]), info
 
 
+def train_runs(
+    c,
+    trainer: train.Trainer,
+    grid: Grid,
+    images: data.Pool,
+    masks: np.ndarray,
+    round_index: int = 0,
+    *,
+    targets=None,
+    gt=None,
+    states=None,
+    steps: int | None = None,
+    on_chunk=None,
+):
+    """Trains every run of ``grid`` on its labelled images and keeps its reported weights.
+
+    images: the pool (inputs [N, H, W, C], numpy or jax); masks [R, N] bool: each run's labelled
+    images, of which a validation split is held out (`carve_validation`, drawn from the run's
+    VALIDATION key of ``round_index``); targets [N, H, W, 4] and gt = (gt_rects, gt_mask):
+    overrides of the pool's (human labels); states: networks to continue (warm start), else
+    fresh ones from the INIT keys; steps: default `num_steps` of the labelled count.
+    Returns (states, `FitInfo`, steps, `Validation` or None).
+    """
+    rects, gt_mask = gt if gt is not None else (images.gt_rects, images.gt_mask)
+    train_masks, val = carve_validation(
+        c, masks, rects, gt_mask, grid.rngs(VALIDATION, round_index)
+    )
+    if steps is None:
+        steps = num_steps(c, int(masks[0].sum()))
+    if states is None:
+        states = trainer.init_states(grid.keys(INIT, round_index), images.inputs.shape[1:])
+    targets = images.targets if targets is None else targets
+    states, info = fit(
+        trainer,
+        states,
+        jnp.asarray(images.inputs),
+        jnp.asarray(targets),
+        train_masks,
+        grid.hparams(),
+        grid.keys(TRAIN, round_index),
+        steps,
+        val,
+        on_chunk,
+    )
+    return states, info, steps, val
+
+
 def assess(trainer: train.Trainer, states, test: data.Pool, info: FitInfo | None = None) -> dict:
     """Test accuracy and collapse diagnostics of every run (see the module docstring).
 
@@ -228,3 +277,17 @@ def _finite_or_none(values) -> list:
 def collapsed_runs(diagnostics: dict) -> list[int]:
     """Indices of the runs flagged collapsed."""
     return [i for i, c in enumerate(diagnostics.get("collapsed", [])) if c]
+
+
+def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):
+    """A tqdm bar over training steps (disabled unless ``enabled``)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        desc=desc,
+        disable=not enabled,
+        dynamic_ncols=True,
+    )

@@ -20,10 +20,11 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import checkpoint, data, fit, grasp, loop, metric, postprocess, supervised, train
+from dal_jax import checkpoint, data, experiment, fit, grasp, metric, postprocess, train
+from dal_jax.results import write_json
+from dal_jax.runs import VALIDATION, Grid
 from dal_jax.workdir import claim
 
 KIND = "leave_one_object_out"
@@ -94,40 +95,32 @@ def _folds(c, pool: data.Pool):
 
 def run(config, workdir, compare_to=None, progress: bool = True) -> dict:
     """Trains and tests every fold; writes and returns the ``leave_one_out.json`` dict."""
-    c = loop.resolve(config)
+    c = experiment.resolve(config)
     with claim(workdir or f"runs/{c.dataset}_leave_one_out") as path:
-        ds = loop.load_data(c)
+        ds = experiment.load_data(c)
         images = join(ds.pool, ds.test)
         objects, masks = _folds(c, images)
         other = _load_other(compare_to, c) if compare_to else None
-        trainer = train.Trainer(loop.train_config(c, uses_disc=False))
+        trainer = experiment.trainer(c)
         t0 = time.time()
         states, info, steps = _train_folds(c, trainer, images, masks, len(objects), progress)
         res = _report(c, trainer, states, info, images, objects, masks, other)
         other_path = str(compare_to) if compare_to else None
         res.update(steps=steps, train_s=round(time.time() - t0, 1), compare_to=other_path)
-        loop._write_json(path / "leave_one_out.json", res)
+        write_json(path / "leave_one_out.json", res)
         return res
 
 
 def _train_folds(c, trainer, images: data.Pool, masks, num_folds: int, progress: bool):
-    train_masks, val = fit.carve_validation(
-        c, masks, images.gt_rects, images.gt_mask, loop.run_rngs(c, num_folds, 3, 0)
+    """Trains every fold (one group of the run grid per held-out object, alpha unused)."""
+    grid = Grid((0.0,) * num_folds, c.seeds, c.seed)
+    train_masks, _ = fit.carve_validation(
+        c, masks, images.gt_rects, images.gt_mask, grid.rngs(VALIDATION, 0)
     )
     steps = fit.num_steps(c, int(train_masks.sum(axis=1).min()))
-    states = trainer.init_states(loop.run_keys(c, num_folds, 0, 0), images.inputs.shape[1:])
-    bar = supervised.progress_bar(steps, f"{num_folds} folds x {c.seeds} seeds", progress)
-    states, info = fit.fit(
-        trainer,
-        states,
-        jnp.asarray(images.inputs),
-        jnp.asarray(images.targets),
-        train_masks,
-        {"alpha": jnp.zeros(len(masks))},
-        loop.run_keys(c, num_folds, 1, 0),
-        steps,
-        val,
-        on_chunk=lambda d: bar.update(d - bar.n),
+    bar = fit.progress_bar(steps, f"{num_folds} folds x {c.seeds} seeds", progress)
+    states, info, _, _ = fit.train_runs(
+        c, trainer, grid, images, masks, steps=steps, on_chunk=lambda d: bar.update(d - bar.n)
     )
     bar.close()
     return states, info, steps
@@ -137,7 +130,7 @@ def _load_other(path, c):
     """(trainer, params) of a checkpoint to test beside the folds, at its own input scale."""
     params, meta, _ = checkpoint.load_ggcnn(path)
     scale = float(meta.get("input_scale", 1.0))
-    cfg = dataclasses.replace(loop.train_config(c, uses_disc=False), input_scale=scale)
+    cfg = dataclasses.replace(experiment.train_config(c), input_scale=scale)
     return train.Trainer(cfg), jax.tree.map(np.asarray, params)
 
 

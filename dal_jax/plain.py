@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dal_jax import checkpoint, fit, loop, train
+from dal_jax import checkpoint, experiment, fit
+from dal_jax.runs import Grid
 from dal_jax.workdir import claim
 
 
-def labelled_masks(src, c, ds, round_index: int, num_alphas: int) -> np.ndarray:
+def labelled_masks(src, c, ds, grid: Grid, round_index: int) -> np.ndarray:
     """[R, N] bool: the labelled set round ``round_index`` of the run in ``src`` trained on."""
     if round_index == 0:
-        return loop.initial_masks(c, ds, num_alphas)
-    template = {"masks": np.zeros((num_alphas * c.seeds, len(ds.pool)), bool)}
+        return experiment.initial_masks(c, ds, grid)
+    template = {"masks": np.zeros((grid.num_runs, len(ds.pool)), bool)}
     _, _, arrays, _ = checkpoint.restore(src, round_index - 1, arrays=template)
     return np.asarray(arrays["masks"])
 
@@ -41,27 +41,12 @@ def _train_plain(src: pathlib.Path, round_index: int, workdir: pathlib.Path) -> 
     if round_index not in history:
         raise ValueError(f"{src} has no finished round {round_index}; rounds: {sorted(history)}")
     c = ml_collections.ConfigDict(meta["config"])
-    alphas = loop.parse_alphas(c.alpha)
-    ds = loop.load_data(c)
-    masks = labelled_masks(src, c, ds, round_index, len(alphas))
-    trainer = train.Trainer(loop.train_config(c, uses_disc=False))
-    states = trainer.init_states(
-        loop.run_keys(c, len(alphas), 0, round_index), ds.pool.inputs.shape[1:]
-    )
-    # The same training images, validation images and step count as the joint model had.
-    rngs = loop.run_rngs(c, len(alphas), 3, round_index)
-    train_masks, val = fit.carve_validation(c, masks, ds.pool.gt_rects, ds.pool.gt_mask, rngs)
-    states, _ = fit.fit(
-        trainer,
-        states,
-        jnp.asarray(ds.pool.inputs),
-        jnp.asarray(ds.pool.targets),
-        train_masks,
-        {"alpha": jnp.zeros(masks.shape[0])},
-        loop.run_keys(c, len(alphas), 1, round_index),
-        fit.num_steps(c, int(masks[0].sum())),
-        val,
-    )
+    grid = Grid.of(c)
+    ds = experiment.load_data(c)
+    masks = labelled_masks(src, c, ds, grid, round_index)
+    # The same training images, validation images, keys and step count as the joint model had.
+    trainer = experiment.trainer(c)
+    states, _, _, _ = fit.train_runs(c, trainer, grid, ds.pool, masks, round_index)
     plain = np.asarray(fit.assess(trainer, states, ds.test)["accuracy"])
     joint = np.asarray(history[round_index]["accuracy_all"])
     out = {
@@ -69,7 +54,7 @@ def _train_plain(src: pathlib.Path, round_index: int, workdir: pathlib.Path) -> 
         "round": round_index,
         "labeled": int(masks[0].sum()),
         "strategy": c.strategy,
-        "alpha": alphas,
+        "alpha": list(grid.alphas),
         "joint_accuracy": joint.tolist(),
         "plain_accuracy": plain.tolist(),
         "joint_mean": float(joint.mean()),

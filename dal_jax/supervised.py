@@ -15,15 +15,16 @@ import logging
 import pathlib
 import time
 
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dal_jax import checkpoint, fit, loop, train
-from dal_jax.workdir import claim
+from dal_jax import checkpoint, experiment, fit
+from dal_jax.results import SUPERVISED as KIND
+from dal_jax.results import write_json
+from dal_jax.runs import Grid
+from dal_jax.workdir import claim, config_diff
 
 log = logging.getLogger("dal_jax")
-KIND = "supervised"
 
 
 def results(c, accuracy, diag, steps: int, labelled: int, train_s: float) -> dict:
@@ -49,7 +50,7 @@ def run(config: ml_collections.ConfigDict, workdir=None, progress: bool = True) 
     finished run with the same config is not retrained (its results are returned); one with
     a different config is refused, naming the fields.
     """
-    c = loop.resolve(config)
+    c = experiment.resolve(config)
     with claim(workdir or f"runs/{c.dataset}_supervised") as path:
         done = _finished(path, c)
         if done is not None:
@@ -60,48 +61,27 @@ def run(config: ml_collections.ConfigDict, workdir=None, progress: bool = True) 
 
 def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     """Trains, tests and saves the run of a resolved config into ``workdir`` (locked)."""
-    ds = loop.load_data(c)
-    trainer = train.Trainer(loop.train_config(c, uses_disc=False))
-    n = len(ds.pool)
-    masks = np.ones((c.seeds, n), bool)
-    train_masks, val = fit.carve_validation(
-        c, masks, ds.pool.gt_rects, ds.pool.gt_mask, loop.run_rngs(c, 1, 3, 0)
-    )
+    ds = experiment.load_data(c)
+    trainer = experiment.trainer(c)
+    grid, n = Grid((0.0,), c.seeds, c.seed), len(ds.pool)  # no discriminator: alpha unused
+    masks = np.ones((grid.num_runs, n), bool)
     steps = max(fit.num_steps(c, n), loop_steps(c, ds))
-    states = trainer.init_states(loop.run_keys(c, 1, 0, 0), ds.pool.inputs.shape[1:])
-    bar = progress_bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
+    bar = fit.progress_bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
     t0 = time.time()
-    states, info = fit.fit(
-        trainer,
-        states,
-        jnp.asarray(ds.pool.inputs),
-        jnp.asarray(ds.pool.targets),
-        train_masks,
-        {"alpha": jnp.zeros(c.seeds)},
-        loop.run_keys(c, 1, 1, 0),
-        steps,
-        val,
-        on_chunk=lambda d: bar.update(d - bar.n),
+    states, info, _, val = fit.train_runs(
+        c, trainer, grid, ds.pool, masks, steps=steps, on_chunk=lambda d: bar.update(d - bar.n)
     )
     bar.close()
     diag = fit.assess(trainer, states, ds.test, info)
     acc = diag.pop("accuracy")
     res = results(c, acc, diag, steps, n, time.time() - t0)
     res["model_choice"] = info.rule
-    meta = {
-        "kind": KIND,
-        "config": c.to_dict(),
-        "dataset": c.dataset,
-        "strategy": None,
-        "accuracy": acc,
-        "image_size": c.image_size,
-        "in_channels": 4 if c.channels == "rgbd" else 1,
-        "input_scale": float(c.input_scale),
-        "num_pool": n,
-        "seeds": c.seeds,
-    }
+    meta = experiment.checkpoint_meta(c, kind=KIND, strategy=None, accuracy=acc, num_pool=n)
+    train_masks = masks.copy()
+    if val is not None:
+        np.put_along_axis(train_masks, val.idx, False, axis=1)
     checkpoint.save(workdir, 0, states, {"masks": train_masks}, meta)
-    loop._write_json(workdir / "results.json", res)
+    write_json(workdir / "results.json", res)
     print(f"wrote {workdir / 'results.json'} and the checkpoint in {workdir}", flush=True)
     return res
 
@@ -112,7 +92,7 @@ def loop_steps(c, ds) -> int:
     trains for at least this long, so it is not below the curve for want of training."""
     if not c.warm_start:
         return 0
-    initial = c.initial if c.initial is not None else len(ds.initial or ())
+    initial = experiment.initial_count(c, ds)
     return sum(fit.num_steps(c, initial + c.budget * r) for r in range(c.rounds))
 
 
@@ -125,7 +105,7 @@ def _finished(workdir: pathlib.Path, c) -> dict | None:
         raise ValueError(
             f"{workdir} holds an active-learning run, not a supervised one; use another --workdir"
         )
-    diff = loop.config_diff(meta["config"], c.to_dict())
+    diff = config_diff(meta["config"], c.to_dict())
     if diff:
         detail = ", ".join(f"{k}: {meta['config'].get(k)!r} -> {c.get(k)!r}" for k in diff)
         raise ValueError(
@@ -134,23 +114,3 @@ def _finished(workdir: pathlib.Path, c) -> dict | None:
         )
     path = workdir / "results.json"
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def find(workdir) -> dict | None:
-    """The results.json of a supervised run in ``workdir`` (or None if there is none)."""
-    path = pathlib.Path(workdir) / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        log.warning("unreadable %s: no upper bound drawn", path)
-        return None
-    return res if res.get("kind") == KIND else None
-
-
-def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar over training steps (disabled unless ``enabled``)."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="step", desc=desc, disable=not enabled, dynamic_ncols=True)

@@ -1,24 +1,24 @@
-"""The joint training step L = L_GSP + alpha * L_DAL, for many seeds in one compiled program.
+"""The joint training step L = L_GSP + sum of the plug-ins' losses, for many runs in one program.
+
+A *run* is one independent training (a seed, or a seed and an alpha of a grid; `dal_jax.runs`).
 
 State and data:
 
 * `TrainState` holds every network's parameters and optimiser state in dicts keyed by network
-  (``"ggcnn"``, ``"disc"``, and one entry per strategy plug-in). In the seed-batched form every
-  leaf has a leading seed axis [S, ...].
+  (``"ggcnn"`` and one entry per plug-in). In the batched form every leaf has a leading run
+  axis [R, ...].
 * The pool lives on the device once: ``inputs`` [N, H, W, C] and ``targets`` [N, H, W, 4]
-  (any float dtype; cast to float32 per batch), shared by all seeds. Which examples are
-  labelled is a per-seed mask [S, N]; each step draws its labelled and unlabelled batches from
-  the mask with the seed's own key, so shapes never change between rounds (no recompiles).
-* Hyperparameters that can be batched (``alpha``) are pytree leaves [S]; everything that
-  changes shapes or the program is in the static `TrainConfig`.
+  (any float dtype; cast to float32 per batch), shared by all runs. Which examples are
+  labelled is a per-run mask [R, N]; each step draws its labelled and unlabelled batches from
+  the mask with the run's own key, so shapes never change between rounds (no recompiles).
+* Hyperparameters that can be batched are the leaves [R] of `dal_jax.plugin.HParams`;
+  everything that changes shapes or the program is in the static `TrainConfig`.
 
-Plug-ins: a strategy that trains extra networks alongside GG-CNN (DAL's discriminator, the
-learning-loss module, VAAL's VAE) is a `Plugin`. Its ``loss`` is added to the differentiated
-joint loss (so its gradient may reach the encoder), and its ``extra_update`` runs separate
-optimisation steps (VAAL's adversarial game) inside the same compiled step.
+Plug-ins (`dal_jax.plugin.Plugin`): the networks a strategy trains alongside GG-CNN (DAL's
+discriminator, the learning-loss module, VAAL's VAE). With none, this is plain GG-CNN training.
 
-Execution forms for the seed axis (`TrainConfig.seed_form`): ``"vmap"`` (batched convs; the
-natural form on GPU/TPU) and ``"unrolled"`` (one copy of the step per seed in one program:
+Execution forms for the run axis (`TrainConfig.seed_form`): ``"vmap"`` (batched convs; the
+natural form on GPU/TPU) and ``"unrolled"`` (one copy of the step per run in one program:
 XLA:CPU runs vmapped convs as slow grouped convs). ``"auto"`` picks by backend. Both compute
 the same numbers.
 """
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -36,6 +35,7 @@ import numpy as np
 import optax
 
 from dal_jax import augment, distributed, models
+from dal_jax.plugin import HParams, Plugin, StepInputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +44,7 @@ class TrainConfig:
 
     in_channels: int = 1
     batch_size: int = 8
-    lr: float = 1e-3  # Adam for GG-CNN (SPEC section 3)
-    disc_lr: float = 1e-2  # SGD for the discriminator
-    disc_momentum: float = 0.9
-    disc_hidden: tuple[int, ...] = (64, 16)
-    use_disc: bool = True  # False: plain GG-CNN training, no unlabelled batch
+    lr: float = 1e-3  # Adam for GG-CNN (GG-CNN's reference training)
     fast_layers: bool = True
     seed_form: str = "auto"  # auto | vmap | unrolled
     chunk_steps: int = 24  # NaN/Inf is checked on the host every chunk_steps steps
@@ -71,111 +67,9 @@ class TrainConfig:
         return self.seed_form
 
 
-class StepInputs(NamedTuple):
-    """What a plug-in's loss sees in one step (one seed; B = batch size).
-
-    x_l [B, H, W, C], w_l [B] (1 for a real labelled sample, 0 for padding when fewer than B
-    are labelled), x_u / w_u likewise for unlabelled samples; feats_l / feats_u the encoder
-    features (differentiable into the encoder); task_loss [B] GG-CNN's per-sample loss;
-    progress in [0, 1]: the fraction of the round's steps done.
-    """
-
-    x_l: jax.Array
-    w_l: jax.Array
-    x_u: jax.Array
-    w_u: jax.Array
-    feats_l: models.Features
-    feats_u: models.Features | None
-    task_loss: jax.Array
-    progress: jax.Array
-
-
-class Plugin:
-    """A network trained alongside GG-CNN. Subclasses set ``name`` and override what they use."""
-
-    name: str = "plugin"
-    needs_unlabelled: bool = False  # draws an unlabelled batch (StepInputs.x_u)
-    needs_unlabelled_features: bool = False  # ... and the encoder's features of it (feats_u)
-    # False: the plug-in's parameters are not part of the joint loss; the trainer applies no
-    # joint update to them and ``extra_update`` does all their training.
-    joint: bool = True
-
-    def init(self, key, x) -> Any:
-        """Parameters, given an example input x [1, H, W, C]."""
-        raise NotImplementedError
-
-    def optimizer(self) -> optax.GradientTransformation:
-        raise NotImplementedError
-
-    def init_opt_state(self, params):
-        """The optimiser state kept for this plug-in (any pytree of arrays)."""
-        return self.optimizer().init(params)
-
-    def loss(self, params, inp: StepInputs, hparams) -> tuple[jax.Array, dict]:
-        """A scalar added to the joint loss and a dict of scalar metrics."""
-        return jnp.zeros(()), {}
-
-    def extra_update(self, params, opt_state, inp: StepInputs, key):
-        """Separate optimisation steps after the joint one -> (params, opt_state, metrics)."""
-        return params, opt_state, {}
-
-
-class Discriminator(Plugin):
-    """DAL's discriminator on the pooled bottleneck: P(x is labelled).
-
-    L_DAL is the binary cross-entropy with labelled = 1, unlabelled = 0, averaged over both
-    batches. The encoder receives alpha * dL_DAL; the discriminator receives dL_DAL itself, so
-    alpha only weighs the encoder's share (alpha = 0 is GG-CNN's own encoder with a
-    discriminator trained on top, not an untrained discriminator).
-    """
-
-    name = "disc"
-    needs_unlabelled = True
-    needs_unlabelled_features = True
-
-    def __init__(self, hidden=(64, 16), lr=1e-2, momentum=0.9):
-        self.module = models.Discriminator(tuple(hidden))
-        self.lr, self.momentum = lr, momentum
-
-    def init(self, key, x):
-        bottleneck = models.ENCODER[-1][1]
-        return self.module.init(key, jnp.zeros((1, 2 * bottleneck)))["params"]
-
-    def optimizer(self):
-        return optax.sgd(self.lr, momentum=self.momentum or None)
-
-    def logits(self, params, feats: models.Features):
-        """feats.f3 [B, h, w, 8] -> logits [B]."""
-        return self.module.apply({"params": params}, models.pooled(feats.f3))
-
-    def bce(self, params, inp: StepInputs):
-        """Weighted mean BCE over the labelled (target 1) and unlabelled (target 0) batches."""
-        lg_l = self.logits(params, inp.feats_l)
-        lg_u = self.logits(params, inp.feats_u)
-        per = jnp.concatenate(
-            [
-                optax.sigmoid_binary_cross_entropy(lg_l, 1.0),
-                optax.sigmoid_binary_cross_entropy(lg_u, 0.0),
-            ]
-        )
-        w = jnp.concatenate([inp.w_l, inp.w_u])
-        acc = jnp.concatenate([lg_l > 0, lg_u <= 0])
-        denom = jnp.maximum(w.sum(), 1.0)
-        return (per * w).sum() / denom, (acc * w).sum() / denom
-
-    def loss(self, params, inp, hparams):
-        stop = jax.lax.stop_gradient
-        to_encoder, acc = self.bce(stop(params), inp)
-        feats_stopped = inp._replace(
-            feats_l=jax.tree.map(stop, inp.feats_l), feats_u=jax.tree.map(stop, inp.feats_u)
-        )
-        to_disc, _ = self.bce(params, feats_stopped)
-        return hparams["alpha"] * to_encoder + to_disc, {"dal_loss": to_disc, "disc_acc": acc}
-
-
 @flax.struct.dataclass
 class TrainState:
-    """step: [] int32 (or [S]); params / opt_state: dicts keyed by network name."""
+    """step: [] int32 (or [R]); params / opt_state: dicts keyed by network name."""
 
     step: jax.Array
     params: dict
@@ -232,10 +126,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, plugins: tuple[Plugin, ...] = (), mesh=None):
         plugins = tuple(plugins)
-        if config.use_disc and not any(p.name == "disc" for p in plugins):
-            plugins = (
-                Discriminator(config.disc_hidden, config.disc_lr, config.disc_momentum),
-            ) + plugins
+        names = [p.name for p in plugins]
+        if len(set(names)) != len(names) or "ggcnn" in names:
+            raise ValueError(f"plug-in names must be distinct and not 'ggcnn'; got {names}")
         self.config = config
         self.plugins = plugins
         self.mesh = mesh  # a `distributed.runs_mesh`: runs sharded over its devices
@@ -251,7 +144,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ init
     def init_state(self, key, image_shape) -> TrainState:
-        """One seed's fresh state. image_shape = (H, W, C)."""
+        """One run's fresh state. image_shape = (H, W, C)."""
         x = jnp.zeros((1, *image_shape), jnp.float32)
         models.check_input(x, self.config.in_channels)
         keys = jax.random.split(key, len(self.plugins) + 1)
@@ -264,7 +157,7 @@ class Trainer:
         return TrainState(jnp.zeros((), jnp.int32), params, opt_state)
 
     def init_states(self, keys, image_shape) -> TrainState:
-        """Fresh states for S seeds: keys [S] -> TrainState with leaves [S, ...]."""
+        """Fresh states for R runs: keys [R] -> TrainState with leaves [R, ...]."""
         states = [self.init_state(k, image_shape) for k in keys]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
@@ -295,8 +188,8 @@ class Trainer:
         return total, (metrics, inp)
 
     def _batch(self, step, inputs, targets, mask, key):
-        """One seed's batches for its step ``step``: (x_l, y_l, w_l, x_u, w_u) and the key left
-        for the plug-ins' extra updates. Pure gathers and elementwise work (vmapped over seeds
+        """One run's batches for its step ``step``: (x_l, y_l, w_l, x_u, w_u) and the key left
+        for the plug-ins' extra updates. Pure gathers and elementwise work (vmapped over runs
         in every form)."""
         key = jax.random.fold_in(key, step)
         k_l, k_u, k_x = jax.random.split(key, 3)
@@ -316,16 +209,16 @@ class Trainer:
 
     def _progress(self, step, hparams, after: int = 0):
         """Fraction of this training call's steps done (``after`` = 1: after this step)."""
-        start = hparams.get("start_step", 0.0)
-        return (step - start + after) / jnp.maximum(hparams["num_steps"], 1)
+        start = 0.0 if hparams.start_step is None else hparams.start_step
+        return (step - start + after) / jnp.maximum(hparams.num_steps, 1)
 
     def _grads(self, params, batch, hparams, step):
-        """The joint loss's gradients for one seed -> (grads, (metrics, StepInputs))."""
+        """The joint loss's gradients for one run -> (grads, (metrics, StepInputs))."""
         progress = self._progress(step, hparams)
         return jax.grad(self._joint_loss, has_aux=True)(params, batch, hparams, progress)
 
     def _apply(self, state: TrainState, grads, hparams) -> TrainState:
-        """The joint optimiser updates of one seed (elementwise; vmapped in every form). The
+        """The joint optimiser updates of one run (elementwise; vmapped in every form). The
         schedule is taken at the fraction done after this step, so a warmup's first step moves
         a little and the last step runs at ``lr_final``."""
         cfg = self.config
@@ -341,7 +234,7 @@ class Trainer:
         return TrainState(state.step + 1, params, opt_state)
 
     def _extra(self, state: TrainState, inp, key):
-        """The plug-ins' own updates after the joint one (VAAL's game) for one seed."""
+        """The plug-ins' own updates after the joint one (VAAL's game) for one run."""
         params, opt_state, metrics = dict(state.params), dict(state.opt_state), {}
         for i, p in enumerate(self.plugins):
             params[p.name], opt_state[p.name], m = p.extra_update(
@@ -351,10 +244,10 @@ class Trainer:
         return state.replace(params=params, opt_state=opt_state), metrics
 
     def step(self, state: TrainState, inputs, targets, mask, hparams, key):
-        """One joint step for ONE seed.
+        """One joint step for ONE run.
 
-        inputs [N, H, W, C], targets [N, H, W, 4], mask [N] bool (labelled), hparams: dict of
-        scalars (``alpha``, ``num_steps``, optional ``start_step``), key: this seed's key.
+        inputs [N, H, W, C], targets [N, H, W, 4], mask [N] bool (labelled), hparams: `HParams`
+        of scalars, key: this run's key.
         -> (state, metrics).
         """
         batch, k_x = self._batch(state.step, inputs, targets, mask, key)
@@ -366,10 +259,10 @@ class Trainer:
     def _has_extra(self) -> bool:
         return any(type(p).extra_update is not Plugin.extra_update for p in self.plugins)
 
-    def _step_all_seeds(self, states, inputs, targets, masks, hparams, keys):
-        """One step of every seed: vmapped, or with the network passes written out once per
-        seed (XLA:CPU runs vmapped convolutions as slow grouped ones) and everything else -
-        batch sampling, augmentation, optimiser updates - vmapped over seeds, which keeps the
+    def _step_all_runs(self, states, inputs, targets, masks, hparams, keys):
+        """One step of every run: vmapped, or with the network passes written out once per
+        run (XLA:CPU runs vmapped convolutions as slow grouped ones) and everything else -
+        batch sampling, augmentation, optimiser updates - vmapped over runs, which keeps the
         program (and its compile time) small. Both forms compute the same numbers."""
         if self.config.resolved_seed_form() == "vmap":
             return jax.vmap(self.step, in_axes=(0, None, None, 0, 0, 0))(
@@ -394,20 +287,20 @@ class Trainer:
         states, m = jax.tree.map(lambda *xs: jnp.stack(xs), *extra)
         return states, {**metrics, **m}
 
-    def _steps_all_seeds(self, states, inputs, targets, masks, hparams, keys, num_steps):
+    def _steps_all_runs(self, states, inputs, targets, masks, hparams, keys, num_steps):
         """``num_steps`` steps written out one after another (not a ``lax.scan``: XLA:CPU ran a
         scan of this step at half the speed, and consecutive steps in one program faster than
-        one step per call). -> (states, metrics [S, num_steps])."""
+        one step per call). -> (states, metrics [R, num_steps])."""
         history = []
         for _ in range(num_steps):
-            states, m = self._step_all_seeds(states, inputs, targets, masks, hparams, keys)
+            states, m = self._step_all_runs(states, inputs, targets, masks, hparams, keys)
             history.append(m)
         return states, jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *history)
 
     def _program(self, num_steps: int):
         fn = self._chunk.get(num_steps)
         if fn is None:
-            fn = functools.partial(self._steps_all_seeds, num_steps=num_steps)
+            fn = functools.partial(self._steps_all_runs, num_steps=num_steps)
             if self.mesh is not None:
                 fn = self._sharded(fn)
             fn = jax.jit(fn, donate_argnums=(0,))
@@ -415,12 +308,12 @@ class Trainer:
         return fn
 
     def train_chunk(self, states, inputs, targets, masks, hparams, keys, num_steps: int):
-        """``num_steps`` joint steps for all S seeds: calls of one compiled program of
+        """``num_steps`` joint steps for all R runs: calls of one compiled program of
         ``config.steps_per_call`` steps, and single steps for a remainder.
 
-        states: TrainState [S, ...]; inputs [N, H, W, C]; targets [N, H, W, 4]; masks [S, N]
-        bool; hparams: dict of [S] arrays; keys [S] typed keys (each seed's round key).
-        Returns (states, metrics: dict of [S, num_steps]).
+        states: TrainState [R, ...]; inputs [N, H, W, C]; targets [N, H, W, 4]; masks [R, N]
+        bool; hparams: `HParams` with leaves [R]; keys [R] typed keys (each run's round key).
+        Returns (states, metrics: dict of [R, num_steps]).
         """
         if self.mesh is not None:
             runs = distributed.put((masks, hparams, jax.random.key_data(keys)), self.mesh, True)
@@ -469,7 +362,7 @@ class Trainer:
         losses are checked on the host and ``on_chunk(steps_done, metrics, states)`` is called
         (``states`` is donated to the next chunk: copy what is kept).
 
-        A non-finite loss raises FloatingPointError naming the seed and step (``nonfinite=
+        A non-finite loss raises FloatingPointError naming the run and step (``nonfinite=
         "raise"``), or is left to ``on_chunk`` to handle while the other runs train on
         (``"continue"``: runs are independent, so a diverged one cannot spoil the others).
         Returns (states, metrics of the last chunk).
@@ -477,10 +370,13 @@ class Trainer:
         if nonfinite not in ("raise", "continue"):
             raise ValueError(f"nonfinite must be 'raise' or 'continue'; got {nonfinite!r}")
         self.validate(inputs, targets, masks)
-        hparams = dict(hparams)
-        hparams["num_steps"] = jnp.full(masks.shape[:1], num_steps, jnp.float32)
+        if not isinstance(hparams, HParams):
+            raise TypeError(f"hparams must be a dal_jax.plugin.HParams; got {type(hparams)}")
         # Plug-ins see the progress through THIS call's steps (a warm-started round too).
-        hparams["start_step"] = jnp.asarray(states.step, jnp.float32)
+        hparams = hparams.replace(
+            num_steps=jnp.full(masks.shape[:1], num_steps, jnp.float32),
+            start_step=jnp.asarray(states.step, jnp.float32),
+        )
         # Chunks are whole programs of steps_per_call steps, so a chunk never needs the
         # single-step program (only a round whose length is not a multiple does).
         per_call = max(1, self.config.steps_per_call)
@@ -495,7 +391,7 @@ class Trainer:
             if bad.size and nonfinite == "raise":
                 s, i = bad[0]
                 raise FloatingPointError(
-                    f"non-finite loss {loss[s, i]} at seed index {s}, step {int(start[s]) + i}"
+                    f"non-finite loss {loss[s, i]} at run index {s}, step {int(start[s]) + i}"
                 )
             done += n
             if on_chunk is not None:
@@ -512,7 +408,7 @@ class Trainer:
             )
         if masks.ndim != 2 or masks.shape[1] != inputs.shape[0]:
             raise ValueError(
-                f"masks must be [S, N] with N = {inputs.shape[0]}; got {tuple(masks.shape)}"
+                f"masks must be [R, N] with N = {inputs.shape[0]}; got {tuple(masks.shape)}"
             )
 
     # ------------------------------------------------------------------------------ predict
@@ -525,7 +421,7 @@ class Trainer:
         return jax.jit(one)
 
     def predict(self, params, x, batch: int = 16, with_conv1: bool = False):
-        """GG-CNN maps for one seed's params: x [N, H, W, C] -> [N, H, W, 4] (host numpy).
+        """GG-CNN maps for one run's params: x [N, H, W, C] -> [N, H, W, 4] (host numpy).
 
         With ``with_conv1`` also the largest conv1 activation (after ReLU) of every channel in
         every image, [N, 32]: a channel that stays 0 on every image is a dead filter.

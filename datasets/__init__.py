@@ -14,6 +14,10 @@ Builders (all array_record, Tensor features only, read back with ``as_data_sourc
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import pathlib
+
 NAMES = ("cornell", "cornell_noisy", "jacquard_subset", "synthetic_grasps")
 
 
@@ -30,3 +34,47 @@ def builder_class(name: str):
     else:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
     return Builder
+
+
+def default_data_dir() -> str:
+    """TFDS' own default: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    return os.environ.get("TFDS_DATA_DIR") or str(
+        pathlib.Path("~/tensorflow_datasets").expanduser()
+    )
+
+
+def make_builder(name: str, data_dir=None, config=None, **config_kwargs):
+    """The TFDS builder of a dataset.
+
+    ``config`` names a predefined config (cornell / cornell_noisy: 'image_wise' (default),
+    'object_wise'; jacquard_subset: 'perfect' (default), 'stereo'; synthetic_grasps:
+    'default'). ``config_kwargs`` override fields of that config (e.g. ``seed=3``,
+    ``num_scenes=40, crop_size=48`` for synthetic_grasps, where ``image_size`` is accepted
+    for ``crop_size``); the resulting config gets a name that encodes them, so differently
+    configured builds never share a folder.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
+    cls = builder_class(name)
+    if "image_size" in config_kwargs:
+        config_kwargs["crop_size"] = config_kwargs.pop("image_size")
+    if name == "jacquard_subset" and "crop_size" in config_kwargs:
+        config_kwargs["size"] = config_kwargs.pop("crop_size")
+    base_name = config or cls.DEFAULT_CONFIG_NAME
+    base = cls.builder_configs.get(base_name)
+    if base is None:
+        raise ValueError(
+            f"{name} has no config {base_name!r}; choose from {list(cls.builder_configs)}"
+        )
+    cfg = base
+    if config_kwargs:
+        fields = {f.name for f in dataclasses.fields(base)}
+        unknown = set(config_kwargs) - fields
+        if unknown:
+            raise TypeError(f"{name} config has no field(s) {sorted(unknown)}")
+        changed = {k: v for k, v in sorted(config_kwargs.items()) if getattr(base, k) != v}
+        if changed:
+            suffix = "_".join(f"{k}{v}" for k, v in changed.items()).replace(".", "p")
+            cfg = dataclasses.replace(base, name=f"{base_name}_{suffix}", **changed)
+    data_dir = str(pathlib.Path(data_dir).expanduser()) if data_dir else default_data_dir()
+    return cls(data_dir=data_dir, config=cfg)

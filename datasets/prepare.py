@@ -22,7 +22,6 @@ import sys
 import tensorflow_datasets as tfds
 
 import datasets as grasp_datasets
-from dal_jax import data
 from datasets import common
 
 
@@ -81,7 +80,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m datasets.prepare", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--dataset", required=True, choices=data.NAMES)
+    p.add_argument("--dataset", required=True, choices=grasp_datasets.NAMES)
     p.add_argument("--manual_dir", default=None, help="folder with the downloaded raw data")
     p.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS' own)")
     p.add_argument("--config", default=None, help="builder config name")
@@ -91,7 +90,7 @@ def main(argv=None) -> int:
         overrides = _overrides(args.dataset, args.set)
         # make_builder refuses an unknown --config (ValueError) and the builders refuse config
         # values that cannot work (ValueError naming the --set field).
-        builder = data.make_builder(args.dataset, args.data_dir, args.config, **overrides)
+        builder = grasp_datasets.make_builder(args.dataset, args.data_dir, args.config, **overrides)
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

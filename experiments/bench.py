@@ -51,8 +51,9 @@ def bench_train(seeds: int, size: int, batch: int, steps: int, repeats: int, for
     import numpy as np
 
     from dal_jax import models, train
+    from dal_jax.plugin import HParams
 
-    cfg = train.TrainConfig(use_disc=False, batch_size=batch, chunk_steps=steps, seed_form=form)
+    cfg = train.TrainConfig(batch_size=batch, chunk_steps=steps, seed_form=form)
     trainer = train.Trainer(cfg)
     rng = np.random.default_rng(0)
     n = 4 * batch
@@ -61,7 +62,7 @@ def bench_train(seeds: int, size: int, batch: int, steps: int, repeats: int, for
     masks = jnp.ones((seeds, n), bool)
     keys = jax.random.split(jax.random.key(0), seeds)
     states = trainer.init_states(keys, (size, size, 1))
-    hp = {"alpha": jnp.zeros(seeds), "num_steps": jnp.full(seeds, 1000.0)}
+    hp = HParams(jnp.zeros(seeds), num_steps=jnp.full(seeds, 1000.0))
     t = time.perf_counter()
     states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
     jax.block_until_ready(m)

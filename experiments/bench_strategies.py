@@ -35,7 +35,7 @@ def bench_strategies(
     rows = []
     for name in names or strategies.NAMES:
         strategy = strategies.get(name)
-        cfg = train.TrainConfig(use_disc=strategy.uses_disc)
+        cfg = train.TrainConfig()
         trainer = train.Trainer(cfg, strategy.plugins(cfg))
         states = trainer.init_states(keys, (size, size, 1))
         times = []

@@ -11,7 +11,10 @@ Outputs in --workdir: results.json, curves.png, log.txt and orbax checkpoints af
 round. Running again with the same --workdir resumes after the last finished round (the newest
 readable one); a workdir of another config is refused, and so is a second run on a workdir
 while the first one still writes to it.
-Flags below override the config file's fields; --config.FIELD=VALUE overrides any field.
+The config is the experiment: experiments/configs/<dataset>.py holds each dataset's protocol
+(pool, budget, rounds, image size, steps); with the default config, --dataset picks that file's
+numbers. Flags below override the config's fields; --config.FIELD=VALUE overrides any field
+(e.g. --config.strategies.dal.disc_lr=0.02, --config.steps_per_round=500).
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from dal_jax import protocols
-from experiments import cli
+from experiments import cli, configs
 
 # Found from any working directory (a --config path is relative to the working directory).
 _DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "default.py"
@@ -34,7 +36,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _STRATEGY = flags.DEFINE_string("strategy", None, "rs | gd | cs | ll | vaal | dal")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (trials) run together.")
-_DATASET = flags.DEFINE_string("dataset", None, " | ".join(protocols.DATASETS))
+_DATASET = flags.DEFINE_string("dataset", None, " | ".join(("auto", *configs.names())))
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default runs/<dataset>_<strategy>); resumed if it exists."
 )
@@ -76,12 +78,9 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # the run's log goes to WORKDIR/log.txt
 
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    config = _CONFIG.value
-    for field, flag in _OVERRIDES.items():
-        if flag.value is not None:
-            config[field] = flag.value
-    workdir = _WORKDIR.value or f"runs/{config.dataset}_{config.strategy}"
     try:
+        config = cli.config_from_flags(_CONFIG.value, _OVERRIDES)
+        workdir = _WORKDIR.value or f"runs/{config.dataset}_{config.strategy}"
         if _PLAIN_FROM.value:
             plain.train_plain_from(_PLAIN_FROM.value, _ROUND.value, workdir, _PROGRESS.value)
         else:

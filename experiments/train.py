@@ -23,14 +23,13 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from dal_jax import protocols
-from experiments import cli
+from experiments import cli, configs
 
 _DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "default.py"
 _CONFIG = config_flags.DEFINE_config_file(
     "config", str(_DEFAULT_CONFIG), "Config file (the same as experiments.main's)."
 )
-_DATASET = flags.DEFINE_string("dataset", None, " | ".join(protocols.DATASETS))
+_DATASET = flags.DEFINE_string("dataset", None, " | ".join(("auto", *configs.names())))
 _SEEDS = flags.DEFINE_integer("seeds", 1, "Number of networks trained together (seeds).")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default runs/<dataset>_supervised)."
@@ -59,14 +58,11 @@ def main(argv):
     from dal_jax import supervised
 
     logging.set_verbosity(logging.WARNING)
-    config = _CONFIG.value
-    if _DATASET.value is not None:
-        config.dataset = _DATASET.value
-    config.seeds = _SEEDS.value
     if _COMPARE_TO.value and not _LOO.value:
         print("error: --compare_to needs --leave_one_out", file=sys.stderr)
         sys.exit(2)
     try:
+        config = cli.config_from_flags(_CONFIG.value, {"dataset": _DATASET, "seeds": _SEEDS})
         if _LOO.value:
             from dal_jax import holdout
 

@@ -37,7 +37,17 @@ import pytest
 import tifffile
 from PIL import Image
 
-from dal_jax import checkpoint, grasp, inference, loop, plain, preprocess, robot, supervised
+from dal_jax import (
+    checkpoint,
+    experiment,
+    grasp,
+    inference,
+    loop,
+    plain,
+    preprocess,
+    robot,
+    supervised,
+)
 from dal_jax.annotate import __main__ as annotate_cli
 from dal_jax.annotate import queue as queue_lib
 from dal_jax.annotate import server as server_lib
@@ -249,7 +259,7 @@ def _saved_run(ctx, rounds=(0,), **meta) -> pathlib.Path:
 
 def _dal_checkpoint(ctx) -> pathlib.Path:
     """A workdir with a checkpoint whose meta holds the (resolved) DAL smoke config."""
-    return _saved_run(ctx, config=loop.resolve(smoke()).to_dict())
+    return _saved_run(ctx, config=experiment.resolve(smoke()).to_dict())
 
 
 def _results_file(ctx, text: str) -> list[str]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dal_jax import data, fit, train
+from dal_jax.plugin import HParams
 
 H, N, R = 48, 12, 2
 
@@ -33,7 +34,7 @@ POOL = _pool()
 @pytest.fixture(scope="module")
 def trainer():
     cfg = train.TrainConfig(
-        use_disc=False, chunk_steps=3, lr=3e-3, input_scale=10.0, init="xavier_zero"
+        chunk_steps=3, lr=3e-3, input_scale=10.0, init="xavier_zero"
     )
     return train.Trainer(cfg)
 
@@ -51,7 +52,7 @@ def _fit(trainer, masks, steps, val=None, inputs=None):
         x,
         jnp.asarray(POOL.targets),
         masks,
-        {"alpha": jnp.zeros(R)},
+        HParams(jnp.zeros(R)),
         _keys(1),
         steps,
         val,
@@ -79,7 +80,7 @@ def test_training_loss_rule_keeps_the_latest_chunk_near_the_lowest_loss(trainer)
         jnp.asarray(POOL.inputs),
         jnp.asarray(POOL.targets),
         jnp.asarray(masks),
-        {"alpha": jnp.zeros(R)},
+        HParams(jnp.zeros(R)),
         _keys(1),
         12,
         on_chunk=record,

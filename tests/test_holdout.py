@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from dal_jax import data, grasp, holdout, loop
-from experiments.configs import default
+from dal_jax import data, experiment, grasp, holdout
+from experiments.configs import jacquard_subset, synthetic
 from tests.test_inference import make_checkpoint
 
 
@@ -22,7 +22,7 @@ def jacquard_dir(shared_data, tmp_path_factory):
 
 
 def _config(data_dir, **overrides):
-    c = default.get_config(dataset="jacquard_subset")
+    c = jacquard_subset.get_config()
     c.data_dir = str(data_dir)
     c.image_size, c.seeds, c.steps_per_round, c.chunk_steps = 48, 1, 3, 3
     c.steps_per_label = 0.0
@@ -65,7 +65,7 @@ def test_every_object_is_held_out_once_and_reported_beside_the_baselines(jacquar
 
 
 def test_a_dataset_without_objects_is_refused():
-    c = loop.resolve(default.get_config("smoke", dataset="synthetic"))
-    pool = dataclasses.replace(loop.load_data(c).pool.subset(np.arange(4)), object_ids=None)
+    c = experiment.resolve(synthetic.get_config("smoke"))
+    pool = dataclasses.replace(experiment.load_data(c).pool.subset(np.arange(4)), object_ids=None)
     with pytest.raises(ValueError, match="records no object per image"):
         holdout._folds(c, pool)

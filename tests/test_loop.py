@@ -15,14 +15,13 @@ import pytest
 
 from dal_jax import checkpoint, loop, plain, strategies, workdir
 from experiments import compare
-from experiments.configs import default
+from experiments.configs import synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def smoke(**overrides):
-    c = default.get_config("smoke")
-    c.dataset = "synthetic"
+    c = synthetic.get_config("smoke")
     for k, v in overrides.items():
         c[k] = v
     return c
@@ -99,7 +98,7 @@ def test_refuses_to_resume_a_different_config(dal_run):
     "field, value, match",
     [
         ("strategy", "bogus", "unknown strategy 'bogus'; valid: rs, gd, cs, ll, vaal, dal"),
-        ("dataset", "imagenet", "unknown dataset 'imagenet'; valid: auto, cornell"),
+        ("dataset", "imagenet", "unknown dataset 'imagenet'; choose from cornell"),
         ("oracle", "crowd", "unknown oracle 'crowd'; valid: gt, human"),
         ("alpha", "0.1,nan", "alpha must be one or more finite values"),
     ],

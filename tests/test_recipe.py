@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import fit, loop, train
-from experiments.configs import default
+from dal_jax import experiment, fit, train
+from dal_jax.plugin import HParams
+from experiments.configs import synthetic
 
 FIRST_BUILD = {
     "input_scale": 1.0,
@@ -33,15 +34,15 @@ def _train_and_assess(tcfg: train.TrainConfig, ds) -> dict:
     masks[:, :LABELLED] = True
     states = trainer.init_states(jax.random.split(jax.random.key(0), SEEDS), x.shape[1:])
     keys = jax.random.split(jax.random.key(1), SEEDS)
-    states, info = fit.fit(trainer, states, x, t, masks, {"alpha": jnp.zeros(SEEDS)}, keys, STEPS)
+    states, info = fit.fit(trainer, states, x, t, masks, HParams(jnp.zeros(SEEDS)), keys, STEPS)
     return fit.assess(trainer, states, ds.test, info)
 
 
 @pytest.mark.slow
 def test_the_first_builds_recipe_collapses_and_the_default_trains():
-    c = loop.resolve(default.get_config("smoke"))
-    ds = loop.load_data(c)
-    new = dataclasses.replace(loop.train_config(c, uses_disc=False), chunk_steps=STEPS)
+    c = experiment.resolve(synthetic.get_config("smoke"))
+    ds = experiment.load_data(c)
+    new = dataclasses.replace(experiment.train_config(c), chunk_steps=STEPS)
     old = dataclasses.replace(new, **FIRST_BUILD)
     assert new.input_scale != 1.0 and new.pos_weight > 1 and new.augment  # the default differs
     before, after = _train_and_assess(old, ds), _train_and_assess(new, ds)

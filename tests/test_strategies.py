@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dal_jax import checkpoint, models, strategies, train
+from dal_jax.plugin import HParams
 from dal_jax.strategies import base, cs, gd, ll
 
 N, H, S, K = 30, 24, 2, 5
@@ -49,7 +50,7 @@ class Setups:
         if (label, form) not in self.cache:
             name, cfg = CONFIGS[label]
             strategy = strategies.get(name, **cfg)
-            tc = train.TrainConfig(use_disc=strategy.uses_disc, seed_form=form, chunk_steps=10)
+            tc = train.TrainConfig(seed_form=form, chunk_steps=10)
             trainer = train.Trainer(tc, strategy.plugins(tc))
             states = trainer.init_states(self.pool[3], (H, H, 1))
             self.cache[label, form] = (strategy, trainer, states)
@@ -75,7 +76,9 @@ def test_get_unknown_name_lists_valid_names():
         strategies.get("entropy")
     with pytest.raises(ValueError, match="bad config"):
         strategies.get("cs", knn=3)
-    assert strategies.get("DAL").uses_disc and not strategies.get("vaal").uses_disc
+    # DAL's discriminator is its own plug-in, as LL's and VAAL's networks are theirs.
+    assert [p.name for p in strategies.get("dal").plugins(train.TrainConfig())] == ["disc"]
+    assert strategies.get("rs").plugins(train.TrainConfig()) == ()
 
 
 @pytest.mark.parametrize("label", list(CONFIGS))
@@ -270,9 +273,9 @@ def test_dal_picks_lowest_p_of_planted_discriminator(setups, pool):
 
 def test_dal_needs_the_discriminator(pool):
     inputs, _, masks, keys = pool
-    trainer = train.Trainer(train.TrainConfig(use_disc=False))
+    trainer = train.Trainer(train.TrainConfig())
     states = trainer.init_states(keys, (H, H, 1))
-    with pytest.raises(ValueError, match="use_disc=True"):
+    with pytest.raises(ValueError, match="needs its discriminator"):
         strategies.get("dal").select(trainer, states, inputs, masks, K, keys)
 
 
@@ -327,7 +330,7 @@ def test_ll_module_trains_in_the_joint_step(setups, pool):
     inputs, targets, masks, keys = pool
     before = jax.tree.map(np.asarray, states.params["ll"])
     copy = jax.tree.map(jnp.copy, states)  # training donates its input; keep the fixture's
-    hp = {"alpha": jnp.zeros(S)}
+    hp = HParams(jnp.zeros(S))
     trained, metrics = trainer.train(copy, inputs, targets, jnp.asarray(masks), hp, keys, 3)
     assert np.isfinite(np.asarray(metrics["ll_loss"])).all()
     moved = jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b).max(), trained.params["ll"], before)
@@ -365,7 +368,7 @@ def test_vaal_trains_and_checkpoints(setups, pool, tmp_path):
 
     before = vae_loss(states)
     states = jax.tree.map(jnp.copy, states)  # training donates its input; keep the fixture's
-    hp = {"alpha": jnp.zeros(S)}
+    hp = HParams(jnp.zeros(S))
     states, metrics = trainer.train(states, inputs, targets, jnp.asarray(masks), hp, keys, 30)
     after = vae_loss(states)
     assert (after < 0.8 * before).all(), (before, after)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from dal_jax import data, train
+from dal_jax.plugin import HParams
+from dal_jax.strategies.dal import Discriminator
 
 H = 48
 
@@ -38,14 +40,14 @@ def _masks(n_labelled=4):
 @pytest.fixture(scope="module")
 def dal_trainers():
     return {
-        form: train.Trainer(train.TrainConfig(seed_form=form, chunk_steps=5))
+        form: train.Trainer(train.TrainConfig(seed_form=form, chunk_steps=5), (Discriminator(),))
         for form in ("unrolled", "vmap")
     }
 
 
 def _run(trainer, keys, masks, alpha, steps):
     states = trainer.init_states(keys, (H, H, 1))
-    return trainer.train(states, INPUTS, TARGETS, masks, {"alpha": alpha}, keys, steps)
+    return trainer.train(states, INPUTS, TARGETS, masks, HParams(alpha), keys, steps)
 
 
 @pytest.mark.slow
@@ -68,7 +70,7 @@ def test_batched_seeds_equal_one_seed_at_a_time(dal_trainers):
     alpha = jnp.array([0.0, 0.25])
     masks = _masks()
     together, _ = _run(trainer, keys, masks, alpha, 10)
-    one = train.Trainer(train.TrainConfig(seed_form="unrolled", chunk_steps=5))
+    one = train.Trainer(train.TrainConfig(seed_form="unrolled", chunk_steps=5), (Discriminator(),))
     for s in range(S):
         alone, _ = _run(one, keys[s : s + 1], masks[s : s + 1], alpha[s : s + 1], 10)
         for x, y in zip(jax.tree.leaves(together.params), jax.tree.leaves(alone.params)):
@@ -91,9 +93,9 @@ class StepVariantsTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_step_jit_and_no_jit_agree(self):
         # 24 px keeps the op-by-op (no jit) run short.
-        trainer = train.Trainer(train.TrainConfig())
+        trainer = train.Trainer(train.TrainConfig(), (Discriminator(),))
         state = trainer.init_state(jax.random.key(0), (24, 24, 1))
-        hp = {"alpha": jnp.float32(0.1), "num_steps": jnp.float32(10)}
+        hp = HParams(jnp.float32(0.1), num_steps=jnp.float32(10))
         x, y, mask = INPUTS[:, 12:36, 12:36], TARGETS[:, 12:36, 12:36], _masks()[0]
         step = self.variant(trainer.step)
         new, metrics = step(state, x, y, mask, hp, jax.random.key(5))
@@ -106,21 +108,21 @@ class StepVariantsTest(chex.TestCase):
 
 @pytest.mark.slow
 def test_no_recompilation_across_chunks_and_rounds():
-    trainer = train.Trainer(train.TrainConfig(chunk_steps=3, steps_per_call=3))
-    traced = chex.assert_max_traces(trainer._steps_all_seeds, n=1)
-    trainer._steps_all_seeds = traced
+    trainer = train.Trainer(train.TrainConfig(chunk_steps=3, steps_per_call=3), (Discriminator(),))
+    traced = chex.assert_max_traces(trainer._steps_all_runs, n=1)
+    trainer._steps_all_runs = traced
     keys = jax.random.split(jax.random.key(3), S)
     states = trainer.init_states(keys, (H, H, 1))
     for n_labelled in (4, 6, 9):  # three "rounds": masks change, shapes do not
         states, _ = trainer.train(
-            states, INPUTS, TARGETS, _masks(n_labelled), {"alpha": jnp.full(S, 0.1)}, keys, 6
+            states, INPUTS, TARGETS, _masks(n_labelled), HParams(jnp.full(S, 0.1)), keys, 6
         )
     assert int(states.step[0]) == 18
 
 
 @pytest.mark.slow
 def test_plain_loss_falls_tenfold():
-    trainer = train.Trainer(train.TrainConfig(use_disc=False, chunk_steps=100))
+    trainer = train.Trainer(train.TrainConfig(chunk_steps=100))
     keys = jax.random.split(jax.random.key(4), 1)
     masks = jnp.zeros((1, len(INPUTS)), bool).at[0, :4].set(True)
     states = trainer.init_states(keys, (H, H, 1))
@@ -130,26 +132,26 @@ def test_plain_loss_falls_tenfold():
     def record(done, m, _states):
         losses.append(np.asarray(m["gsp_loss"])[0])
 
-    trainer.train(states, INPUTS, TARGETS, masks, {"alpha": jnp.zeros(1)}, keys, 400, record)
+    trainer.train(states, INPUTS, TARGETS, masks, HParams(jnp.zeros(1)), keys, 400, record)
     first = losses[0][0]
     last = losses[-1][-10:].mean()
     assert last < first / 10, (first, last)
 
 
-def test_nan_loss_stops_with_seed_and_step():
-    trainer = train.Trainer(train.TrainConfig(use_disc=False, chunk_steps=4))
+def test_nan_loss_stops_with_run_and_step():
+    trainer = train.Trainer(train.TrainConfig(chunk_steps=4))
     keys = jax.random.split(jax.random.key(6), S)
     bad = INPUTS.at[5:].set(jnp.nan)  # only seed 1 labels examples past 4: NaN at its step 0
     states = trainer.init_states(keys, (H, H, 1))
-    with pytest.raises(FloatingPointError, match=r"seed index 1, step 0"):
-        trainer.train(states, bad, TARGETS, _masks(), {"alpha": jnp.zeros(S)}, keys, 8)
+    with pytest.raises(FloatingPointError, match=r"run index 1, step 0"):
+        trainer.train(states, bad, TARGETS, _masks(), HParams(jnp.zeros(S)), keys, 8)
 
 
 def test_wrong_shapes_are_rejected_before_compiling():
-    trainer = train.Trainer(train.TrainConfig(use_disc=False))
+    trainer = train.Trainer(train.TrainConfig())
     keys = jax.random.split(jax.random.key(0), S)
     states = trainer.init_states(keys, (H, H, 1))
     with pytest.raises(ValueError, match="multiple of 12"):
         trainer.train(states, INPUTS[:, :40], TARGETS[:, :40], _masks(), {}, keys, 1)
-    with pytest.raises(ValueError, match=r"masks must be \[S, N\]"):
+    with pytest.raises(ValueError, match=r"masks must be \[R, N\]"):
         trainer.train(states, INPUTS, TARGETS, _masks()[:, :5], {}, keys, 1)

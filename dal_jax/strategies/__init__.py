@@ -7,13 +7,15 @@ greedy), "ll" learning loss, "vaal" VAAL, "dal" the paper's discriminative activ
 
 from __future__ import annotations
 
+import inspect
+
 from dal_jax.strategies.base import Strategy
 from dal_jax.strategies.cs import CoreSet
 from dal_jax.strategies.dal import DAL
 from dal_jax.strategies.gd import GraphDensity
 from dal_jax.strategies.ll import LearningLoss
 from dal_jax.strategies.rs import Random
-from dal_jax.strategies.vaal import VAAL
+from dal_jax.strategies.vaal import VAAL, VAALPlugin
 
 NAMES = ("rs", "gd", "cs", "ll", "vaal", "dal")
 _CLASSES = {
@@ -40,6 +42,19 @@ def get(name: str, **config) -> Strategy:
         raise ValueError(f"bad config for strategy {name!r}: {e}") from None
 
 
+def defaults(name: str) -> dict:
+    """The constructor fields of a strategy and their defaults (its config section)."""
+    cls = _CLASSES[name]
+    # VAAL passes its fields on to its plug-in.
+    sources = (cls, VAALPlugin) if cls is VAAL else (cls,)
+    out = {}
+    for src in sources:
+        for p in inspect.signature(src).parameters.values():
+            if p.default is not inspect.Parameter.empty:
+                out[p.name] = p.default
+    return out
+
+
 __all__ = [
     "DAL",
     "NAMES",
@@ -49,5 +64,6 @@ __all__ = [
     "LearningLoss",
     "Random",
     "Strategy",
+    "defaults",
     "get",
 ]

@@ -114,7 +114,6 @@ class Strategy:
     """
 
     name: str = "base"
-    uses_disc: bool = False
 
     def __init__(self, pool_batch: int = 16):
         self.pool_batch = int(pool_batch)
@@ -126,7 +125,7 @@ class Strategy:
 
     # -------------------------------------------------------------- overridden by strategies
     def plugins(self, train_config) -> tuple:
-        """Extra networks trained alongside GG-CNN (`dal_jax.train.Plugin`); none by default."""
+        """Extra networks trained alongside GG-CNN (`dal_jax.plugin.Plugin`); none by default."""
         return ()
 
     def uses_pool_pass(self) -> bool:
@@ -144,6 +143,11 @@ class Strategy:
     def shared(self, trainer, inputs):
         """Seed-independent data computed once per call from the pool (a pytree or None)."""
         del trainer, inputs  # none by default
+
+    def score(self, emb):
+        """The selection score users see for per-sample embeddings emb [..., N] (None when the
+        embedding is not one number per sample, e.g. a feature vector)."""
+        return np.asarray(emb, np.float64)
 
     def cache_key(self, trainer) -> tuple:
         """What the compiled program depends on besides array shapes."""
@@ -184,20 +188,26 @@ class Strategy:
                     emb = pool_map(embed_one, params, inputs, self.pool_batch, form)
                 in_emb = None if emb is None else 0
                 choose = functools.partial(self.choose, k=k)
-                return jax.vmap(choose, in_axes=(in_emb, None, 0, 0))(emb, shared, masks, keys)
+                idx = jax.vmap(choose, in_axes=(in_emb, None, 0, 0))(emb, shared, masks, keys)
+                # The embedding of the picks is what a scalar-scoring strategy ranked them by.
+                picked = None
+                if emb is not None and emb.ndim == 2:
+                    picked = jnp.take_along_axis(emb, idx, axis=1)
+                return idx, picked
 
             fn = jax.jit(run, static_argnames=("k",))
             self._compiled[key] = fn
         return fn
 
-    def select(self, trainer, states, inputs, masks, k: int, keys) -> np.ndarray:
+    def select(self, trainer, states, inputs, masks, k: int, keys, with_scores: bool = False):
         """For every seed, k distinct unlabelled pool indices.
 
         trainer: the `dal_jax.train.Trainer` that trained ``states``; states: TrainState with
         leaves [S, ...]; inputs [N, H, W, C] (the pool; numpy or jax); masks [S, N] bool
         (True = labelled); k: how many to pick; keys [S] typed keys (each seed's selection key).
-        Returns a numpy int32 array [S, k]. Raises ValueError if a seed has fewer than k
-        unlabelled examples.
+        Returns a numpy int32 array [S, k]; with ``with_scores``, also the picks' selection
+        scores [S, k] (`score`; None for strategies without a per-sample score). Raises
+        ValueError if a seed has fewer than k unlabelled examples.
         """
         masks = check_select_args(states, inputs, masks, k, keys)
         inputs = jnp.asarray(inputs)
@@ -205,8 +215,10 @@ class Strategy:
             models.check_input(inputs, trainer.config.in_channels)
         shared = self.shared(trainer, inputs)
         fn = self._program(trainer)
-        out = fn(states.params, inputs, jnp.asarray(masks), keys, shared, k=int(k))
-        return np.asarray(out)
+        idx, picked = fn(states.params, inputs, jnp.asarray(masks), keys, shared, k=int(k))
+        if not with_scores:
+            return np.asarray(idx)
+        return np.asarray(idx), None if picked is None else self.score(picked)
 
 
 FEATURES = ("f3", "pooled")

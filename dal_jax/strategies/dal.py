@@ -1,52 +1,121 @@
-"""DAL (the paper, SPEC section 1): score every unlabelled sample with the discriminator's
-p = P(labelled) on the shared encoder's pooled bottleneck and take the k with the LOWEST p.
+"""DAL, the paper's strategy (Wei et al. 2023, Sec. III): a discriminator on the shared encoder's
+pooled bottleneck learns P(labelled); each round the k unlabelled samples with the LOWEST p are
+selected.
 
-The discriminator is trained jointly by the trainer (`dal_jax.train.Discriminator`, added when
-``TrainConfig.use_disc`` is True), so this strategy has no plug-ins of its own.
+The discriminator is this strategy's plug-in (`Discriminator`): it trains jointly with GG-CNN on
+L = L_GSP + alpha * L_DAL (the paper's Eq. 4), so the encoder also sees the unlabelled images.
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from dal_jax import models
+from dal_jax import models, plugin
 from dal_jax.strategies import base
 
 
-def _disc(trainer):
-    for p in trainer.plugins:
-        if p.name == "disc":
-            return p
-    raise ValueError(
-        "DAL selection needs the trainer's discriminator: build the Trainer with "
-        "TrainConfig(use_disc=True) (strategy.uses_disc is True for DAL)"
-    )
+class Discriminator(plugin.Plugin):
+    """DAL's discriminator on the pooled bottleneck: P(x is labelled).
+
+    L_DAL is the binary cross-entropy with labelled = 1, unlabelled = 0, averaged over both
+    batches. The encoder receives alpha * dL_DAL; the discriminator receives dL_DAL itself, so
+    alpha only weighs the encoder's share (alpha = 0 is GG-CNN's own encoder with a
+    discriminator trained on top, not an untrained discriminator). SGD with momentum.
+    """
+
+    name = "disc"
+    needs_unlabelled = True
+    needs_unlabelled_features = True
+
+    def __init__(self, hidden=(64, 16), lr=1e-2, momentum=0.9):
+        self.module = models.Discriminator(tuple(hidden))
+        self.lr, self.momentum = float(lr), float(momentum)
+
+    def init(self, key, x):
+        bottleneck = models.ENCODER[-1][1]
+        return self.module.init(key, jnp.zeros((1, 2 * bottleneck)))["params"]
+
+    def optimizer(self):
+        return optax.sgd(self.lr, momentum=self.momentum or None)
+
+    def logits(self, params, feats: models.Features):
+        """feats.f3 [B, h, w, 8] -> logits [B]."""
+        return self.module.apply({"params": params}, models.pooled(feats.f3))
+
+    def bce(self, params, inp: plugin.StepInputs):
+        """Weighted mean BCE over the labelled (target 1) and unlabelled (target 0) batches, and
+        the weighted accuracy at p = 0.5."""
+        lg_l = self.logits(params, inp.feats_l)
+        lg_u = self.logits(params, inp.feats_u)
+        per = jnp.concatenate(
+            [
+                optax.sigmoid_binary_cross_entropy(lg_l, 1.0),
+                optax.sigmoid_binary_cross_entropy(lg_u, 0.0),
+            ]
+        )
+        w = jnp.concatenate([inp.w_l, inp.w_u])
+        acc = jnp.concatenate([lg_l > 0, lg_u <= 0])
+        denom = jnp.maximum(w.sum(), 1.0)
+        return (per * w).sum() / denom, (acc * w).sum() / denom
+
+    def loss(self, params, inp, hparams: plugin.HParams):
+        stop = jax.lax.stop_gradient
+        to_encoder, acc = self.bce(stop(params), inp)
+        feats_stopped = inp._replace(
+            feats_l=jax.tree.map(stop, inp.feats_l), feats_u=jax.tree.map(stop, inp.feats_u)
+        )
+        to_disc, _ = self.bce(params, feats_stopped)
+        return hparams.alpha * to_encoder + to_disc, {"dal_loss": to_disc, "disc_acc": acc}
 
 
 class DAL(base.Strategy):
-    """Lowest discriminator probability first."""
+    """Lowest discriminator probability first. ``disc_*``: the discriminator's hidden widths,
+    SGD learning rate and momentum."""
 
     name = "dal"
-    uses_disc = True
+
+    def __init__(
+        self,
+        disc_hidden: tuple[int, ...] = (64, 16),
+        disc_lr: float = 1e-2,
+        disc_momentum: float = 0.9,
+        pool_batch: int = 16,
+    ):
+        super().__init__(pool_batch)
+        self.disc = Discriminator(disc_hidden, disc_lr, disc_momentum)
+
+    def plugins(self, train_config):
+        return (self.disc,)
 
     def cache_key(self, trainer):
-        return (*super().cache_key(trainer), _disc(trainer).module)
+        if self.disc not in trainer.plugins:
+            raise ValueError(
+                "DAL selection needs its discriminator in the trainer: build the Trainer with "
+                "plugins=strategy.plugins(config)"
+            )
+        return (*super().cache_key(trainer), self.disc.module)
 
     def embed(self, trainer, params, xb):
         """xb [b, H, W, C] -> discriminator logits [b] (monotone in p)."""
         feats = trainer.model.apply({"params": params["ggcnn"]}, xb, method=models.GGCNN.encode)
-        return _disc(trainer).logits(params["disc"], feats)
+        return self.disc.logits(params[self.disc.name], feats)
 
     def choose(self, emb, shared, mask, key, k: int):
         """emb [N] logits, mask [N] labelled -> the k unlabelled with the lowest logit."""
         return base.masked_top_k(-emb, ~mask, k)
 
+    def score(self, emb):
+        """The selection score shown to users: p = P(labelled), from the logits [..., N]."""
+        return 1.0 / (1.0 + np.exp(-np.asarray(emb, np.float64)))
+
     def diagnostics(self, trainer, states, inputs, masks) -> dict:
         """The discriminator on the whole pool after training: mean p = P(labelled) over the
         labelled (``p_labelled``) and unlabelled (``p_unlabelled``) images, and its balanced
-        accuracy at p = 0.5 (``disc_acc``; 0.5 = cannot tell the sets apart). -> [S] each."""
-        logits = self.pool_embeddings(trainer, states, inputs).astype(np.float64)
-        p = 1.0 / (1.0 + np.exp(-logits))
+        accuracy at p = 0.5 (``disc_acc``; 0.5 = cannot tell the sets apart). -> [R] each."""
+        p = self.score(self.pool_embeddings(trainer, states, inputs))
         lab = np.asarray(masks, bool)
         p_l = np.where(lab, p, 0).sum(1) / np.maximum(lab.sum(1), 1)
         p_u = np.where(~lab, p, 0).sum(1) / np.maximum((~lab).sum(1), 1)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dal_jax import models, train
+from dal_jax import models, plugin
 from dal_jax.strategies import base
 
 
@@ -56,7 +56,7 @@ def gate_gradient(x, open_):
     return stopped + (x - stopped) * open_.astype(x.dtype)
 
 
-class LossPredictionPlugin(train.Plugin):
+class LossPredictionPlugin(plugin.Plugin):
     """The loss-prediction module as a joint training plug-in (network name "ll")."""
 
     name = "ll"
@@ -80,7 +80,7 @@ class LossPredictionPlugin(train.Plugin):
         """feats -> predicted loss [B]."""
         return self.module.apply({"params": params}, feats)
 
-    def loss(self, params, inp: train.StepInputs, hparams):
+    def loss(self, params, inp: plugin.StepInputs, hparams):
         open_ = inp.progress < self.stop_fraction
         feats = jax.tree.map(lambda f: gate_gradient(f, open_), inp.feats_l)
         pred = self.predict(params, feats)

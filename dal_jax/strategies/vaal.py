@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dal_jax import train
+from dal_jax import plugin
 from dal_jax.strategies import base
 
 
@@ -90,7 +90,7 @@ def _weighted_mean(v, w):
     return (v * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
-class VAALPlugin(train.Plugin):
+class VAALPlugin(plugin.Plugin):
     """VAE + latent discriminator trained by their own steps (network name "vaal").
 
     params / opt_state: {"vae": ..., "disc": ...}.
@@ -185,7 +185,7 @@ class VAALPlugin(train.Plugin):
             optax.sigmoid_binary_cross_entropy(self.disc_logits(disc_params, mu_u), 0.0), wu
         )
 
-    def extra_update(self, params, opt_state, inp: train.StepInputs, key):
+    def extra_update(self, params, opt_state, inp: plugin.StepInputs, key):
         opt = self.optimizer()
         xl, xu = downsize(inp.x_l, self.size), downsize(inp.x_u, self.size)
         vae, disc = params["vae"], params["disc"]

@@ -1,15 +1,46 @@
 """Default config: the README's main job (DAL on Cornell if prepared, else synthetic).
 
-Fields left as None take the dataset's protocol (dal_jax/protocols.py). Variants:
-``--config=experiments/configs/default.py:smoke`` is a tiny run for tests (< 1 minute).
+``dataset='auto'`` and the protocol fields left as None are filled when the job starts from the
+dataset's own experiment file (``experiments/configs/<dataset>.py``, which holds the paper's
+numbers; `experiments.configs.complete`). Variants: ``default.py:smoke`` is the tiny run the
+tests use (< 1 minute; synthetic unless ``--dataset`` names another).
 """
 
 import ml_collections
 
+from dal_jax import strategies
 
-def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collections.ConfigDict:
+# The fields a dataset's experiment file sets: the paper's protocol for that dataset.
+PROTOCOL_FIELDS = (
+    "initial",
+    "budget",
+    "rounds",
+    "image_size",
+    "steps_per_round",
+    "steps_per_label",
+    "lr",
+    "val_fraction",
+    "val_min",
+    "warm_start",
+)
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    if variant == "smoke":
+        # Synthetic unless --dataset names another: the other protocol fields come from the
+        # dataset's experiment file.
+        c = smoke(base())
+        c.dataset = "synthetic"
+        return c
+    if variant:
+        raise ValueError(f"unknown variant {variant!r}; valid: smoke")
+    return base()
+
+
+def base() -> ml_collections.ConfigDict:
+    """Every field, with the protocol fields unset (None)."""
     c = ml_collections.ConfigDict()
-    c.dataset = dataset  # auto | cornell | cornell_noisy | jacquard_subset | synthetic
+    c.dataset = "auto"  # auto | a file name in experiments/configs/ (cornell, synthetic, ...)
     c.dataset_config = ml_collections.FieldReference(None, field_type=str)  # builder config
     c.dataset_kwargs = ml_collections.ConfigDict()  # builder config field overrides
     # The built-in synthetic set (used when the dataset is, or resolves to, synthetic).
@@ -19,7 +50,9 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
     c.channels = "depth"  # depth | rgbd
 
     c.strategy = "dal"  # rs | gd | cs | ll | vaal | dal
-    c.strategy_config = ml_collections.ConfigDict()  # constructor fields of the strategy
+    # Each strategy's own settings (e.g. --config.strategies.dal.disc_lr=0.02); a run records
+    # only its own strategy's section.
+    c.strategies = ml_collections.ConfigDict({n: strategies.defaults(n) for n in strategies.NAMES})
     c.seeds = 10
     c.seed = 0  # seed s of a run is seed + s: same initial pool for every strategy
     c.alpha = "0.1"  # DAL weight; a comma-separated list runs a batched grid
@@ -35,9 +68,6 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
     c.steps_per_round = ml_collections.FieldReference(None, field_type=int)
     c.batch_size = 8
     c.lr = ml_collections.FieldReference(None, field_type=float)  # Adam; None: protocol
-    c.disc_lr = 1e-2
-    c.disc_momentum = 0.9
-    c.disc_hidden = (64, 16)
     # The training recipe (dal_jax.train.TrainConfig documents each field; BUILD.md "Training
     # recipe" has the measurements behind the values).
     c.input_scale = 10.0
@@ -65,16 +95,18 @@ def get_config(variant: str | None = None, dataset: str = "auto") -> ml_collecti
     c.annotate_host = "127.0.0.1"
     c.annotate_port = 0
 
-    if variant == "smoke":
-        c.synthetic = ml_collections.ConfigDict({"num_scenes": 40, "crop_size": 48, "seed": 0})
-        c.image_size = 48
-        c.seeds = 2
-        c.rounds = 2
-        c.initial = 8
-        c.budget = 4
-        c.steps_per_round = 6
-        c.steps_per_label = 0.0
-        c.chunk_steps = 3
-    elif variant:
-        raise ValueError(f"unknown variant {variant!r}; valid: smoke")
+    return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A tiny run of ``c``'s protocol for tests: 2 seeds, 2 rounds, 48 px, 6 steps a round."""
+    c.synthetic = ml_collections.ConfigDict({"num_scenes": 40, "crop_size": 48, "seed": 0})
+    c.image_size = 48
+    c.seeds = 2
+    c.rounds = 2
+    c.initial = 8
+    c.budget = 4
+    c.steps_per_round = 6
+    c.steps_per_label = 0.0
+    c.chunk_steps = 3
     return c

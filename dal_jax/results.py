@@ -1,0 +1,108 @@
+"""What an experiment leaves for its user: results.json and curves.png per alpha, the
+alpha-study files, and the supervised upper bound drawn beside the curves.
+
+results.json (one per alpha; in ``alpha_<a>/`` when there is a grid)::
+
+    {"strategy", "dataset", "alpha", "seeds",
+     "rounds": [{"round", "labeled", "accuracy": [S], "collapsed": [S], "steps", "model_choice",
+                 "diagnostics": {name: [S]}, "selected": [S][k], "selected_score": [S][k] | None}]}
+
+``accuracy`` is null for a run that diverged before any finite weights were kept;
+``selected`` is empty in the last round; ``selected_score`` is the strategy's score of each
+pick (DAL: p = P(labelled)), null for strategies without one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+
+from dal_jax.runs import Grid
+
+log = logging.getLogger("dal_jax")
+SUPERVISED = "supervised"  # the ``kind`` of an experiments.train results.json
+
+
+def for_group(c, grid: Grid, history: list, a: int) -> dict:
+    """The results.json dict of group (alpha) ``a`` from the loop's per-round records."""
+    sl = grid.group(a)
+    rounds = []
+    for rec in history:
+        diag = rec.get("diagnostics", {})
+        scores = rec.get("selected_score")
+        rounds.append(
+            {
+                "round": rec["round"],
+                "labeled": rec["labeled"][sl.start],
+                "accuracy": rec["accuracy_all"][sl],
+                "collapsed": diag.get("collapsed", [False] * len(rec["accuracy_all"]))[sl],
+                "steps": rec.get("steps"),
+                "model_choice": rec.get("model_choice"),
+                "diagnostics": {k: v[sl] for k, v in diag.items() if k != "collapsed"},
+                "selected": rec["selected"][sl] if rec["selected"] else [],
+                "selected_score": scores[sl] if scores else None,
+            }
+        )
+    return {
+        "strategy": c.strategy,
+        "dataset": c.dataset,
+        "alpha": grid.alphas[a],
+        "seeds": grid.seeds,
+        "rounds": rounds,
+    }
+
+
+def find_supervised(workdir) -> dict | None:
+    """The results.json of a supervised run in ``workdir`` (or None if there is none)."""
+    path = pathlib.Path(workdir) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        log.warning("unreadable %s: no upper bound drawn", path)
+        return None
+    return res if isinstance(res, dict) and res.get("kind") == SUPERVISED else None
+
+
+def upper_bound(workdir, c) -> dict:
+    """The supervised full-pool result to draw on the curves: ``c.upper_bound`` (an
+    ``experiments.train`` workdir), else ``<workdir>/../<dataset>_supervised`` if it exists.
+    Returns {label: results} (empty when there is none or it is for another dataset/size)."""
+    where = c.get("upper_bound") or pathlib.Path(workdir).parent / f"{c.dataset}_supervised"
+    res = find_supervised(where)
+    if res is None:
+        if c.get("upper_bound"):
+            log.warning("no supervised results.json in %s: no upper bound drawn", where)
+        return {}
+    if (res.get("dataset"), res.get("image_size")) != (c.dataset, c.image_size):
+        log.warning("%s is for another dataset or image size: no upper bound drawn", where)
+        return {}
+    return {f"supervised, all {res['labeled']} labelled": res}
+
+
+def write(workdir: pathlib.Path, c, grid: Grid, history: list) -> None:
+    """results.json and curves.png (per alpha in alpha_<a>/ when there is a grid), and for a
+    grid alpha_study.json and alpha_curves.png."""
+    from dal_jax import plots
+
+    upper = upper_bound(workdir, c)
+    per_alpha = {}
+    for a, alpha in enumerate(grid.alphas):
+        out = workdir if grid.groups == 1 else workdir / f"alpha_{alpha:g}"
+        out.mkdir(parents=True, exist_ok=True)
+        res = for_group(c, grid, history, a)
+        write_json(out / "results.json", res)
+        plots.plot_curves(out / "curves.png", {f"{c.strategy} (alpha {alpha:g})": res}, upper=upper)
+        per_alpha[f"alpha {alpha:g}"] = res
+    if grid.groups > 1:
+        write_json(workdir / "alpha_study.json", list(per_alpha.values()))
+        plots.plot_curves(workdir / "alpha_curves.png", per_alpha, upper=upper)
+
+
+def write_json(path, obj) -> None:
+    """Writes JSON atomically (a reader never sees a half-written file)."""
+    tmp = pathlib.Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
