@@ -37,10 +37,12 @@ import pytest
 import tifffile
 from PIL import Image
 
-from dal_jax import checkpoint, grasp, inference, loop, plain, preprocess, robot, supervised
+from dal_jax import checkpoint, grasp, loop, plain, preprocess, supervised
+from dal_jax import robot as inference  # the rows below call the detector API by this name
 from dal_jax.annotate import __main__ as annotate_cli
 from dal_jax.annotate import queue as queue_lib
 from dal_jax.annotate import server as server_lib
+from dal_jax.robot import cli as robot_cli
 from dal_jax.workdir import WorkdirError, claim
 from datasets import common, prepare
 from datasets.jacquard_subset import jacquard_subset_dataset_builder as jacquard
@@ -54,8 +56,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 JAC_OBJECT = "1a9fa4c269cfcc1b738e43095496b061"
 
 MAINS = {
-    "dal_jax.inference": inference.main,
-    "dal_jax.robot": robot.main,
+    "dal_jax.robot.detect": robot_cli.detect_main,
+    "dal_jax.robot": robot_cli.main,
     "dal_jax.annotate": annotate_cli.main,
     "datasets.prepare": prepare.main,
     "experiments.compare": lambda argv: compare.main(["compare", *argv]),
@@ -260,7 +262,8 @@ def _results_file(ctx, text: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- the table
 
-INF, ROB, ANN, PREP = "dal_jax.inference", "dal_jax.robot", "dal_jax.annotate", "datasets.prepare"
+INF, ROB, ANN = "dal_jax.robot.detect", "dal_jax.robot", "dal_jax.annotate"
+PREP = "datasets.prepare"
 MAIN, CMP = "experiments.main", "experiments.compare"
 FRAME = scene(holes=False)
 NO_SAMPLES = json.dumps({"format": queue_lib.FORMAT, "round": 0, "height": 4, "width": 4})

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, inference, loop, postprocess, train
+from dal_jax import checkpoint, loop, postprocess, train
+from dal_jax import robot as inference
 from experiments.configs import default
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
