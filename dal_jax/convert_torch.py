@@ -5,7 +5,7 @@
 Accepts a ``state_dict`` file (or a whole pickled module, whose ``state_dict()`` is taken) with
 the original layer names (``conv1`` ... ``convt3``, ``pos_output``/``pos``, ``cos_output``/
 ``cos``, ...). torch is imported only by this command. The result loads with
-`dal_jax.inference.GraspDetector.from_checkpoint(DIR)` and `dal_jax.checkpoint.load_ggcnn`.
+`dal_jax.robot.GraspDetector.from_checkpoint(DIR)` and `dal_jax.checkpoint.load_ggcnn`.
 """
 
 from __future__ import annotations

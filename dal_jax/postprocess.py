@@ -2,7 +2,7 @@
 
 The blur, the angle / width maps, the peak search, the top-n detection and the certified fast
 top-1 that both the rectangle metric (`dal_jax.metric`) and the robot's detector
-(`dal_jax.inference`) use. Peaks are those of GG-CNN's reference post-processing
+(`dal_jax.robot.detector`) use. Peaks are those of GG-CNN's reference post-processing
 (``post_process_output`` / ``detect_grasps`` on SciPy and scikit-image), jit-compiled and
 batched over leading axes:
 

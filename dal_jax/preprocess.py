@@ -1,7 +1,7 @@
 """Depth and image pre-processing shared by the dataset builders and the robot-side inference.
 
 Only NumPy, OpenCV and Pillow (tifffile as a fallback reader): this module must stay importable
-without TensorFlow / TFDS / PyTorch, because `dal_jax.inference` runs on the robot computer.
+without TensorFlow / TFDS / PyTorch, because `dal_jax.robot` runs on the robot computer.
 Depth images are [H, W] float32 metres (missing = 0, negative or non-finite); RGB [H, W, 3] uint8.
 
 Depth units of a raw frame (`depth_to_metres`, used wherever raw depth enters: depth files, the

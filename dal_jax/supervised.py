@@ -5,7 +5,7 @@ The same recipe as an active-learning round (`dal_jax.fit`: steps for the labell
 model choice on a validation split or the training loss, the collapse diagnostics), with every
 pool image labelled and no discriminator; where the loop keeps its networks between rounds, at
 least as many steps as the loop's last model had in all (`loop_steps`). Writes ``results.json`` and an orbax checkpoint that
-`dal_jax.inference` / `dal_jax.robot` load (``--checkpoint=WORKDIR``).
+`dal_jax.robot.detect` / `dal_jax.robot` load (``--checkpoint=WORKDIR``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Benchmark of robot-side grasp detection (`dal_jax.inference.GraspDetector.detect`).
+"""Benchmark of robot-side grasp detection (`dal_jax.robot.GraspDetector.detect`).
 
 Times ``detect`` on a 640x480 depth frame, pre- and post-processing included (crop, inpainting
 of the holes, normalisation, GG-CNN, blur, peaks, mapping back), against the 15 ms median
@@ -65,13 +65,13 @@ def bench_detect(reps: int = 50) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from dal_jax import inference, models
+    from dal_jax import models, robot
 
     rng = np.random.default_rng(0)
     depth, source = _frame(rng)
     params = models.GGCNN().init(jax.random.key(0), jnp.zeros((1, 300, 300, 1)))["params"]
     t0 = time.perf_counter()
-    det = inference.GraspDetector(params, image_size=300)
+    det = robot.GraspDetector(params, image_size=300)
     compile_s = time.perf_counter() - t0
     med, p90 = _timed(lambda: det.detect(depth), reps)
     return {

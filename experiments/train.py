@@ -3,7 +3,7 @@ and a deployable model for your own data.
 
     python -m experiments.train --dataset=synthetic                      # 1 seed, about 3 min
     python -m experiments.train --dataset=jacquard_subset --seeds=3 --workdir=runs/jq_sup
-    python -m dal_jax.inference --checkpoint=runs/synthetic_grasps_supervised --depth=f.tiff
+    python -m dal_jax.robot.detect --checkpoint=runs/synthetic_grasps_supervised --depth=f.tiff
     python -m experiments.train --dataset=jacquard_subset --leave_one_out --compare_to=CKPT
 
 Every pool image is labelled; the recipe is the active-learning round's (steps from the

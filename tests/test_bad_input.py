@@ -37,20 +37,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from dal_jax import (
-    checkpoint,
-    experiment,
-    grasp,
-    inference,
-    loop,
-    plain,
-    preprocess,
-    robot,
-    supervised,
-)
+from dal_jax import checkpoint, experiment, grasp, loop, plain, preprocess, robot, supervised
 from dal_jax.annotate import __main__ as annotate_cli
 from dal_jax.annotate import queue as queue_lib
 from dal_jax.annotate import server as server_lib
+from dal_jax.robot import cli as robot_cli
 from dal_jax.workdir import WorkdirError, claim
 from datasets import common, prepare
 from datasets.jacquard_subset import jacquard_subset_dataset_builder as jacquard
@@ -64,8 +55,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 JAC_OBJECT = "1a9fa4c269cfcc1b738e43095496b061"
 
 MAINS = {
-    "dal_jax.inference": inference.main,
-    "dal_jax.robot": robot.main,
+    "dal_jax.robot.detect": robot_cli.detect_main,
+    "dal_jax.robot": robot_cli.main,
     "dal_jax.annotate": annotate_cli.main,
     "datasets.prepare": prepare.main,
     "experiments.compare": lambda argv: compare.main(["compare", *argv]),
@@ -270,7 +261,8 @@ def _results_file(ctx, text: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- the table
 
-INF, ROB, ANN, PREP = "dal_jax.inference", "dal_jax.robot", "dal_jax.annotate", "datasets.prepare"
+INF, ROB, ANN = "dal_jax.robot.detect", "dal_jax.robot", "dal_jax.annotate"
+PREP = "datasets.prepare"
 MAIN, CMP = "experiments.main", "experiments.compare"
 FRAME = scene(holes=False)
 NO_SAMPLES = json.dumps({"format": queue_lib.FORMAT, "round": 0, "height": 4, "width": 4})
@@ -292,8 +284,8 @@ CASES = [
     Case(
         "depth-float-micrometres",
         "raises",
-        "inference.read_depth",
-        lambda c: lambda: inference.read_depth(_depth_tiff(c, FRAME * 1e6)),
+        "robot.read_depth",
+        lambda c: lambda: robot.read_depth(_depth_tiff(c, FRAME * 1e6)),
         r"frame\.tiff: implausible depth.*--depth_scale",
         ValueError,
     ),
@@ -308,8 +300,8 @@ CASES = [
     Case(
         "depth-8-bit-image",
         "raises",
-        "inference.read_depth",
-        lambda c: lambda: inference.read_depth(_depth_tiff(c, np.full((60, 80), 90, np.uint8))),
+        "robot.read_depth",
+        lambda c: lambda: robot.read_depth(_depth_tiff(c, np.full((60, 80), 90, np.uint8))),
         r"8-bit image is not a depth frame",
         ValueError,
     ),
@@ -508,7 +500,7 @@ CASES = [
         "checkpoint-of-another-pytree-api",
         "raises",
         "GraspDetector.from_checkpoint",
-        lambda c: lambda: inference.GraspDetector.from_checkpoint(_other_pytree_checkpoint(c)),
+        lambda c: lambda: robot.GraspDetector.from_checkpoint(_other_pytree_checkpoint(c)),
         r"holds no GG-CNN parameters",
         ValueError,
     ),
@@ -552,7 +544,7 @@ CASES = [
         "raises",
         "GraspDetector.detect",
         lambda c: (
-            lambda: inference.GraspDetector.from_checkpoint(c.ckpt, warmup=False).detect(
+            lambda: robot.GraspDetector.from_checkpoint(c.ckpt, warmup=False).detect(
                 FRAME, top_k=1000
             )
         ),

@@ -33,9 +33,7 @@ POOL = _pool()
 
 @pytest.fixture(scope="module")
 def trainer():
-    cfg = train.TrainConfig(
-        chunk_steps=3, lr=3e-3, input_scale=10.0, init="xavier_zero"
-    )
+    cfg = train.TrainConfig(chunk_steps=3, lr=3e-3, input_scale=10.0, init="xavier_zero")
     return train.Trainer(cfg)
 
 

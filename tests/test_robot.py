@@ -13,13 +13,14 @@ import pytest
 import tifffile
 from PIL import Image
 
-from dal_jax import inference, robot
+from dal_jax import robot
+from dal_jax.robot import cli
 from tests.test_inference import BOX, SIZE, make_checkpoint, on_box, planted_params, scene
 
 
 @pytest.fixture(scope="module")
 def det():
-    return inference.GraspDetector(planted_params(), SIZE)
+    return robot.GraspDetector(planted_params(), SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_folder_replay_every_frame(det, frames_dir):
     assert [r["name"] for r in records] == ["a_depth.tiff", "b_depth.png", "c_depth.npy"]
     for r in records:
         assert r["status"] == "ok"
-        g = inference.Grasp(**{k: r["grasps"][0][k] for k in ("centre", "angle", "opening")},
+        g = robot.Grasp(**{k: r["grasps"][0][k] for k in ("centre", "angle", "opening")},
                             jaw=0, quality=0)  # fmt: skip
         assert on_box(g, BOX)
         assert r["latency_ms"] >= r["detect_ms"] > 0
@@ -85,7 +86,7 @@ class SlowDetector:
     def analyse(self, depth, rgb, roi, top_k, intrinsics):
         self.seen.append(float(depth[0, 0]))
         time.sleep(0.04)
-        return inference.Detection([], "no grasp", (0, 0, 1), {})
+        return robot.Detection([], "no grasp", (0, 0, 1), {})
 
 
 def test_paced_source_drops_instead_of_queueing(tmp_path):
@@ -182,7 +183,7 @@ def test_image_msg_to_depth():
 
 def test_cli_replay_folder(frames_dir, tmp_path, capsys):
     run = make_checkpoint(tmp_path / "run")
-    rc = robot.main(
+    rc = cli.main(
         ["--checkpoint", str(run), f"--source=folder:{frames_dir}", "--intrinsics=500,500,160,120"]
     )
     cap = capsys.readouterr()
@@ -191,7 +192,7 @@ def test_cli_replay_folder(frames_dir, tmp_path, capsys):
     assert len(records) == 3 and all(r["grasps"][0]["position"][2] > 0.6 for r in records)
     stats = json.loads(cap.err.strip().splitlines()[-1])["stats"]
     assert stats["processed"] == 3 and stats["dropped"] == 0
-    assert robot.main(["--checkpoint", str(run), "--source=bogus"]) == 2
+    assert cli.main(["--checkpoint", str(run), "--source=bogus"]) == 2
 
 
 def test_unreadable_frames_are_reported_and_counted(det, tmp_path, capsys):

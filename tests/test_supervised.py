@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, experiment, inference, postprocess, train
+from dal_jax import checkpoint, experiment, postprocess, robot, train
 from experiments.configs import synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_results_hold_accuracy_and_diagnostics_per_seed(sup_run):
 @pytest.mark.slow
 def test_inference_loads_the_checkpoint_and_applies_its_input_scale(sup_run):
     wd, _ = sup_run
-    det = inference.GraspDetector.from_checkpoint(wd, warmup=False)
+    det = robot.GraspDetector.from_checkpoint(wd, warmup=False)
     _, meta = checkpoint.restore_meta(wd)
     assert det.input_scale == meta["input_scale"] == 10.0
     assert det.seed == int(np.argmax(meta["accuracy"]))

@@ -1,0 +1,54 @@
+"""The robot side: torch-free grasp detection on raw camera frames, and the camera-to-grasp loop.
+
+This package is what the robot computer (Kinect2 on a Kinova MOVO) runs. Nothing in it imports
+PyTorch, TensorFlow, TFDS, optax or the training code (`tests/test_robot_imports.py` checks
+it); besides NumPy, JAX, Flax, Orbax, OpenCV and Pillow it uses only the shared modules
+`dal_jax.models`, `dal_jax.layers`, `dal_jax.postprocess`, `dal_jax.grasp`, `dal_jax.preprocess`
+and `dal_jax.checkpoint`.
+
+Modules:
+
+- `detector`: `GraspDetector` - depth frame [H, W] in, `Grasp` list (frame pixels) out;
+  `results`: `Grasp`, `Detection`; `network`: the compiled GG-CNN + post-processing;
+  `weights`: checkpoint loading; `camera`: intrinsics and grasps in metres; `frames`: depth
+  files and arrays to metres, `Frame`; `figure`: a PNG of one detection.
+- `sources` (`FolderSource`, `NpzSource`, `RosSource`), `sinks` (`StdoutSink`, `TcpSink`,
+  `RosSink`), `ros` (the ROS 1 / 2 parts), `loop` (`LatestSlot`, `run`, `LoopStats`).
+- `cli`: the command lines ``python -m dal_jax.robot.detect`` (one frame) and
+  ``python -m dal_jax.robot`` (the loop).
+"""
+
+from dal_jax.robot.camera import parse_intrinsics
+from dal_jax.robot.detector import MAX_TOP_K, GraspDetector
+from dal_jax.robot.figure import save_figure
+from dal_jax.robot.frames import Frame, as_depth_metres, read_depth
+from dal_jax.robot.loop import LatestSlot, LoopStats, run
+from dal_jax.robot.results import Detection, Grasp
+from dal_jax.robot.ros import RosSink, RosSource, image_msg_to_depth, ros_available
+from dal_jax.robot.sinks import StdoutSink, TcpSink, make_sink
+from dal_jax.robot.sources import FolderSource, NpzSource, make_source
+
+__all__ = [
+    "MAX_TOP_K",
+    "Detection",
+    "FolderSource",
+    "Frame",
+    "Grasp",
+    "GraspDetector",
+    "LatestSlot",
+    "LoopStats",
+    "NpzSource",
+    "RosSink",
+    "RosSource",
+    "StdoutSink",
+    "TcpSink",
+    "as_depth_metres",
+    "image_msg_to_depth",
+    "make_sink",
+    "make_source",
+    "parse_intrinsics",
+    "read_depth",
+    "ros_available",
+    "run",
+    "save_figure",
+]

@@ -1,0 +1,117 @@
+"""The robot side's import rule: nothing in `dal_jax.robot` imports torch, TensorFlow, TFDS or
+the training code, so the robot computer needs none of them.
+
+Checked twice: at run time (a fresh interpreter imports every module of the package, the CLIs
+included, then looks at sys.modules: this catches what the shared modules pull in) and in the
+source (every import statement of every file, a lazy one inside a function included, and
+``importlib.import_module`` / ``__import__`` calls with a literal name).
+"""
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "dal_jax" / "robot"
+FORBIDDEN = (
+    "torch",
+    "tensorflow",
+    "tensorflow_datasets",
+    "optax",
+    "datasets",  # this repository's dataset builders (TFDS)
+    "dal_jax.train",
+    "dal_jax.loop",
+    "dal_jax.fit",
+    "dal_jax.strategies",
+    "dal_jax.data",
+)
+#: The project modules the robot side may use (besides its own).
+SHARED = {
+    "dal_jax.models",
+    "dal_jax.layers",
+    "dal_jax.postprocess",
+    "dal_jax.grasp",
+    "dal_jax.preprocess",
+    "dal_jax.checkpoint",
+}
+
+
+def _is_under(name: str, modules) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
+def _imported_names(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in a file of `dal_jax.robot`; for
+    ``from X import y`` both X and X.y (y may be a module)."""
+    here = "dal_jax.robot" if path.name == "__init__.py" else f"dal_jax.robot.{path.stem}"
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.append((node.lineno, base))
+            names += [(node.lineno, f"{base}.{a.name}") for a in node.names]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None))
+            in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            names.append((node.lineno, str(node.args[0].value)))
+    return names
+
+
+def test_import_without_torch_or_tensorflow():
+    code = (
+        "import pkgutil, sys, importlib, dal_jax.robot\n"
+        "for m in pkgutil.iter_modules(dal_jax.robot.__path__, 'dal_jax.robot.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import dal_jax.checkpoint\n"  # imported lazily, by GraspDetector.from_checkpoint
+        f"bad = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "assert 'dal_jax.robot.detect' in sys.modules and 'dal_jax.robot.__main__' in sys.modules\n"
+        "print('clean')\n"
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "clean" in out.stdout, out.stderr
+
+
+def test_no_forbidden_import_in_the_source():
+    files = sorted(PACKAGE.glob("*.py"))
+    assert len(files) > 5, files  # the package is where this test thinks it is
+    bad = []
+    for path in files:
+        for line, name in _imported_names(path):
+            # `from dal_jax import x` also names the package itself, whose __init__ is empty.
+            project = name != "dal_jax" and _is_under(name, ("dal_jax",))
+            project = project and not _is_under(name, ("dal_jax.robot",))
+            if _is_under(name, FORBIDDEN) or (project and not _is_under(name, SHARED)):
+                bad.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_source_check_sees_lazy_and_relative_imports(tmp_path):
+    # The check itself: an import inside a function, a relative one and import_module count.
+    f = tmp_path / "x.py"
+    f.write_text(
+        "def f():\n"
+        "    import torch.nn\n"
+        "    from dal_jax import train\n"
+        "    from .. import loop\n"
+        "    importlib.import_module('tensorflow_datasets')\n"
+    )
+    names = {n for _, n in _imported_names(f)}
+    assert {"torch.nn", "dal_jax.train", "dal_jax.loop", "tensorflow_datasets"} <= names
+    assert not _is_under("dal_jax.robot.loop", FORBIDDEN) and _is_under("dal_jax.loop", FORBIDDEN)
+    assert not _is_under("dal_jax.datasets_x", FORBIDDEN)
