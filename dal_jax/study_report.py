@@ -1,0 +1,480 @@
+"""The report of an active-learning study: several strategies (or alphas) run on the same seeds,
+compared paired by seed against a baseline.
+
+Writes study.json (numbers), study.md (verdict and tables), study.png (learning curves with 95 %
+confidence bands) and, per strategy, selected.png (what it picked). Only numpy and matplotlib:
+the report is made where the experiments ran, which need not have scipy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+DPI = 100
+# Student t 0.975 quantiles for df = 1..30; beyond that 1.96 is within 2 % of the true value.
+T975 = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)  # fmt: skip
+EXACT_MAX_N = 25  # Wilcoxon: exact null distribution up to this many non-zero pairs
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (df >= 1)."""
+    return T975[df - 1] if df <= len(T975) else 1.96
+
+
+def aulc(labeled, acc) -> np.ndarray:
+    """Normalised area under the learning curve.
+
+    labeled: [T] labelled counts (increasing); acc: [..., T] accuracies in [0, 1].
+    Returns [...]: trapezoid area / (labeled[-1] - labeled[0]), i.e. the curve's mean height;
+    with T = 1 the accuracy itself. NaN where any round is NaN.
+    """
+    x = np.asarray(labeled, float)
+    y = np.asarray(acc, float)
+    if x.size == 1:
+        return y[..., 0]
+    area = np.sum((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x), axis=-1)
+    return area / (x[-1] - x[0])
+
+
+def bootstrap_ci(values, n_boot: int = 10000, seed: int = 0, level: float = 0.95):
+    """Percentile bootstrap CI of the mean. values: [S] (NaNs dropped). Returns (lo, hi) floats;
+    (nan, nan) with no values."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(means, [tail, 1 - tail])
+    return float(lo), float(hi)
+
+
+def _avg_ranks(a: np.ndarray) -> np.ndarray:
+    """[n] -> [n] ranks, 1 = smallest, ties get their average rank."""
+    return (a[None, :] < a[:, None]).sum(1) + ((a[None, :] == a[:, None]).sum(1) + 1) / 2
+
+
+def _signed_rank_counts(n: int) -> np.ndarray:
+    """[n(n+1)/2 + 1]: how many of the 2^n sign patterns give each rank sum W+ (no ties)."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1
+    for k in range(1, n + 1):
+        # Rank k either joins the positive sum (shift by k) or not.
+        counts[k:] = counts[k:] + counts[:-k].copy()
+    return counts
+
+
+def wilcoxon(diffs) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences. diffs: [S].
+
+    Rounded to 12 decimals; NaNs and zeros are dropped (Wilcoxon's "wilcox" zero method). With
+    n <= 25 non-zero differences and no ties among |d|: the exact null distribution of W+, else
+    the normal approximation with tie correction and no continuity correction. These equal
+    ``scipy.stats.wilcoxon(d, method='exact' | 'asymptotic')`` (scipy's defaults otherwise).
+    Returns 1.0 when no non-zero difference remains.
+    """
+    # Accuracies are fractions of a test set, so equal differences may differ in the last bits;
+    # rounding makes them the ties (and zeros) they are.
+    d = np.round(np.asarray(diffs, float), 12)
+    d = d[~np.isnan(d) & (d != 0)]
+    n = d.size
+    if n == 0:
+        return 1.0
+    a = np.abs(d)
+    r_plus = float(_avg_ranks(a)[d > 0].sum())
+    _, ties = np.unique(a, return_counts=True)
+    if n <= EXACT_MAX_N and ties.max() == 1:
+        counts, k = _signed_rank_counts(n), round(r_plus)
+        return float(min(2 * min(counts[: k + 1].sum(), counts[k:].sum()) / counts.sum(), 1.0))
+    var = (n * (n + 1) * (2 * n + 1) - np.sum(ties**3 - ties) / 2) / 24
+    if var <= 0:
+        return 1.0
+    z = (r_plus - n * (n + 1) / 4) / math.sqrt(var)
+    return float(math.erfc(abs(z) / math.sqrt(2)))
+
+
+def mean_ranks(acc) -> np.ndarray:
+    """acc: [K strategies, S, T] -> [K, T] mean rank over seeds (1 = best, ties averaged).
+
+    A (seed, round) where any strategy has no accuracy (NaN) is skipped: ranks there would not
+    compare like with like. NaN where every seed is skipped.
+    """
+    a = np.asarray(acc, float)
+    better = (a[None] > a[:, None]).sum(axis=1)  # [K, S, T]: strategies with higher accuracy
+    equal = (a[None] == a[:, None]).sum(axis=1)
+    ranks = 1 + better + (equal - 1) / 2
+    ok = ~np.isnan(a).any(axis=0)  # [S, T]
+    ranks = np.where(ok[None], ranks, np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.nansum(ranks, axis=1) / np.where(ok.sum(0) > 0, ok.sum(0), np.nan)
+
+
+def _summary(v) -> dict:
+    """[S] -> mean, std (ddof 1), n and t-based 95 % CI of the mean over the non-NaN values."""
+    v = np.asarray(v, float)
+    v = v[~np.isnan(v)]
+    n = v.size
+    mean = float(v.mean()) if n else math.nan
+    std = float(v.std(ddof=1)) if n > 1 else math.nan
+    half = t975(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    return {"mean": mean, "std": std, "n": n, "ci": [mean - half, mean + half]}
+
+
+def _paired(d, n_boot: int, seed: int) -> dict:
+    """[S] per-seed differences -> mean, bootstrap 95 % CI, Wilcoxon p, n pairs (NaNs dropped)."""
+    d = np.asarray(d, float)
+    d = d[~np.isnan(d)]
+    return {
+        "mean": float(d.mean()) if d.size else math.nan,
+        "ci": list(bootstrap_ci(d, n_boot, seed)),
+        "p": wilcoxon(d) if d.size else math.nan,
+        "n": int(d.size),
+    }
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _clean(x):
+    """numpy scalars/arrays -> Python floats/lists, NaN -> None, so json.dump is exact."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if math.isnan(x) else float(x)
+    return x
+
+
+def common_labeled(results: dict) -> list[int]:
+    """label -> results dict  ->  sorted labelled counts every label has a round for."""
+    sets = [{int(r["labeled"]) for r in res["rounds"]} for res in results.values()]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _matrices(res: dict, labeled: list[int]):
+    """results dict -> (accuracy [S, T] with NaN for None, collapsed [S, T] bool) on ``labeled``."""
+    by_n = {}
+    for r in res["rounds"]:
+        by_n.setdefault(int(r["labeled"]), r)
+    s = int(res.get("seeds") or len(res["rounds"][0]["accuracy"]))
+    acc = np.full((s, len(labeled)), np.nan)
+    bad = np.zeros((s, len(labeled)), bool)
+    for t, n in enumerate(labeled):
+        a = np.array(by_n[n]["accuracy"], dtype=float)  # None -> NaN
+        acc[: a.size, t] = a[:s]
+        c = np.asarray(by_n[n].get("collapsed") or [False] * a.size, bool)
+        bad[: c.size, t] = c[:s]
+    return acc, bad
+
+
+def _verdict(label: str, baseline: str, d: dict) -> str:
+    """The sentence on one label's AULC difference to the baseline (see ``build``)."""
+    if d["n"] == 0:
+        return f"{label}: not comparable with {baseline} (no seed has an AULC for both)."
+    lo, hi = d["ci"]
+    if lo > 0:
+        word = f"beats {baseline}"
+    elif hi < 0:
+        word = f"loses to {baseline}"
+    else:
+        word = f"no difference from {baseline} detectable"
+    s = (
+        f"{label}: {word} — AULC difference {100 * d['mean']:+.1f} accuracy points "
+        f"(95 % CI {100 * lo:+.1f} to {100 * hi:+.1f}), Wilcoxon p = {d['p']:.3g}, "
+        f"{d['n']} paired seeds."
+    )
+    if (lo > 0 or hi < 0) and d["p"] >= 0.05:
+        # With few seeds the percentile bootstrap is too narrow; the rank test is the check.
+        s += " The Wilcoxon test does not confirm it (p >= 0.05): tentative."
+    return s
+
+
+def _caveat(labeled: list[int], n_rounds: dict) -> str | None:
+    """The note that rounds were cut to the common labelled counts; None when none were."""
+    if all(n == len(labeled) for n in n_rounds.values()):
+        return None
+    each = ", ".join(f"{k} {n}" for k, n in n_rounds.items())
+    return (
+        f"Rounds truncated to the {len(labeled)} labelled counts all strategies have "
+        f"({labeled[0]}-{labeled[-1]}); rounds per strategy: {each}."
+    )
+
+
+def _diffs(acc: dict, per_seed: dict, baseline: str, labeled, n_boot, seed) -> dict:
+    """label -> paired differences to the baseline per round and for AULC, by seed index."""
+    base, out = acc[baseline], {}
+    for k, a in acc.items():
+        if k == baseline:
+            continue
+        s = min(base.shape[0], a.shape[0])
+        rounds = [_paired(a[:s, t] - base[:s, t], n_boot, seed) for t in range(len(labeled))]
+        out[k] = {
+            "rounds": [dict(labeled=n, **r) for n, r in zip(labeled, rounds)],
+            "aulc": _paired(per_seed[k][:s] - per_seed[baseline][:s], n_boot, seed),
+        }
+    return out
+
+
+def _ranks(acc: dict) -> dict:
+    """label -> [T] mean rank; labels with fewer seeds are padded with NaN (skipped) seeds."""
+    s = max(a.shape[0] for a in acc.values())
+    pad = [np.pad(a, ((0, s - a.shape[0]), (0, 0)), constant_values=np.nan) for a in acc.values()]
+    return dict(zip(acc, mean_ranks(np.stack(pad))))
+
+
+def build(results: dict, baseline: str, upper: dict | None = None, n_boot=10000, seed=0) -> dict:
+    """The study.json content (JSON-ready: floats, lists, None for NaN).
+
+    results: label -> results.json dict; baseline: one of its labels; upper: an optional
+    supervised results dict. Only the labelled counts all labels have are compared.
+    Verdict per label on the paired per-seed AULC difference to the baseline: "beats" when its
+    bootstrap 95 % CI is above 0, "loses to" when below 0, else "no difference detectable".
+    """
+    if baseline not in results:
+        raise ValueError(f"baseline {baseline!r} not among {list(results)}")
+    labeled = common_labeled(results)
+    if not labeled:
+        raise ValueError("the strategies share no labelled count: nothing to compare")
+    mats = {k: _matrices(res, labeled) for k, res in results.items()}
+    acc = {k: m[0] for k, m in mats.items()}
+    per_seed = {k: aulc(labeled, a) for k, a in acc.items()}
+    n_rounds = {k: len(res["rounds"]) for k, res in results.items()}
+    rep = {
+        "baseline": baseline,
+        "labels": list(results),
+        "labeled": labeled,
+        "rounds_per_label": n_rounds,
+        "truncated": _caveat(labeled, n_rounds) is not None,
+        "caveat": _caveat(labeled, n_rounds),
+        "seeds": {k: a.shape[0] for k, a in acc.items()},
+        "accuracy": {
+            k: [dict(labeled=n, **_summary(a[:, t])) for t, n in enumerate(labeled)]
+            for k, a in acc.items()
+        },
+        "aulc": {
+            k: {**_summary(v), "per_seed": v, "ci": bootstrap_ci(v, n_boot, seed)}
+            for k, v in per_seed.items()
+        },
+        "diff": _diffs(acc, per_seed, baseline, labeled, n_boot, seed),
+        "mean_rank": _ranks(acc),
+        "collapsed": {
+            k: {"trials": b.any(1).sum(), "cells": b.sum(), "seeds": b.shape[0]}
+            for k, (_, b) in mats.items()
+        },
+        "upper": upper and {"labeled": upper.get("labeled"), **_summary(upper["accuracy"])},
+        "n_boot": n_boot,
+        "seed": seed,
+    }
+    rep = _clean(rep)
+    b = rep["aulc"][baseline]
+    rep["verdict"] = [
+        f"{baseline} (baseline): AULC {_pct(b['mean'])} % (95 % CI {_ci(b['ci'])}), {b['n']} seeds."
+    ] + [_verdict(k, baseline, d["aulc"]) for k, d in rep["diff"].items()]
+    return rep
+
+
+# ---------------------------------------------------------------- text
+
+
+def _fmt(x, spec: str) -> str:
+    """format(x, spec), '—' for None (NaN in the report)."""
+    return "—" if x is None else format(x, spec)
+
+
+def _pct(x, signed=False) -> str:
+    """A fraction as percent with one decimal."""
+    return _fmt(None if x is None else 100 * x, "+.1f" if signed else ".1f")
+
+
+def _ci(ci, signed=False) -> str:
+    return f"[{_pct(ci[0], signed)}, {_pct(ci[1], signed)}]"
+
+
+def _p(r: dict) -> str:
+    return _fmt(r["p"], ".3g")
+
+
+def _pm(r: dict) -> str:
+    return f"{_pct(r['mean'])} ± {_pct(r['std'])}"
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
+
+
+def markdown(rep: dict) -> str:
+    """study.md: the verdict, then tables of accuracy, AULC, paired differences, ranks and
+    collapsed runs. Accuracies in %, differences in accuracy points."""
+    labels, labeled, base = rep["labels"], rep["labeled"], rep["baseline"]
+    out = ["# Active-learning study", ""] + [f"- {s}" for s in rep["verdict"]] + [""]
+    if rep["caveat"]:
+        out += [f"**Caveat:** {rep['caveat']}", ""]
+    if rep["upper"]:
+        u = rep["upper"]
+        out += [f"Upper bound: supervised, all {u['labeled']} labelled: {_pct(u['mean'])} %.", ""]
+    out += ["## Accuracy per round (mean ± std, %)", ""]
+    rows = [[str(n)] + [_pm(rep["accuracy"][k][t]) for k in labels] for t, n in enumerate(labeled)]
+    out += _md_table(["labelled"] + labels, rows) + ["", "## AULC (%, bootstrap 95 % CI)", ""]
+    rows = [[k, _pct(a["mean"]), _ci(a["ci"]), str(a["n"])] for k, a in rep["aulc"].items()]
+    out += _md_table(["strategy", "AULC", "95 % CI", "seeds"], rows)
+    out += ["", f"## Paired difference to {base} (accuracy points)", ""]
+    rows = [
+        [k, str(r["labeled"]), _pct(r["mean"], True), _ci(r["ci"], True), _p(r), str(r["n"])]
+        for k, d in rep["diff"].items()
+        for r in d["rounds"] + [dict(d["aulc"], labeled="AULC")]
+    ]
+    out += _md_table(["strategy", "labelled", "mean", "95 % CI", "Wilcoxon p", "pairs"], rows)
+    out += ["", "## Mean rank (1 = best)", ""]
+    rows = [
+        [str(n)] + [_fmt(rep["mean_rank"][k][t], ".2f") for k in labels]
+        for t, n in enumerate(labeled)
+    ]
+    out += _md_table(["labelled"] + labels, rows) + ["", "## Collapsed runs", ""]
+    out += _md_table(
+        ["strategy", "collapsed seeds", "collapsed (seed, round) cells"],
+        [[k, _flag(c), f"{c['cells']}"] for k, c in rep["collapsed"].items()],
+    )
+    return "\n".join(out) + "\n"
+
+
+def _flag(c: dict) -> str:
+    """Collapsed seed count, bold when non-zero so it is not missed."""
+    return f"**{c['trials']} collapsed** of {c['seeds']}" if c["trials"] else f"0 of {c['seeds']}"
+
+
+def table(rep: dict) -> str:
+    """A compact plain-text table: label, AULC [CI], difference to the baseline [CI], p,
+    collapsed seeds (percent / accuracy points)."""
+    head = ("strategy", "AULC [95% CI]", f"vs {rep['baseline']} [95% CI]", "p", "collapsed")
+    rows = [head]
+    for k in rep["labels"]:
+        a, d = rep["aulc"][k], rep["diff"].get(k, {}).get("aulc")
+        diff = f"{_pct(d['mean'], True)} {_ci(d['ci'], True)}" if d else "baseline"
+        aulc_s = f"{_pct(a['mean'])} {_ci(a['ci'])}"
+        rows.append((k, aulc_s, diff, _p(d) if d else "", str(rep["collapsed"][k]["trials"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    if rep["caveat"]:
+        lines.append(rep["caveat"])
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _curve(res: dict):
+    """results dict -> (labelled [T], mean [T], lo [T], hi [T]) in %, t-based 95 % CI."""
+    x = np.array([r["labeled"] for r in res["rounds"]], float)
+    stats = [_summary(100 * np.array(r["accuracy"], dtype=float)) for r in res["rounds"]]
+    mean = np.array([s["mean"] for s in stats])
+    lo, hi = (np.clip(np.array([s["ci"][i] for s in stats]), 0, 100) for i in (0, 1))
+    return x, mean, lo, hi
+
+
+def plot(path, results: dict, baseline: str, upper: dict | None = None) -> None:
+    """study.png: accuracy (%) vs labelled count per label (every round it has): the mean over
+    seeds with a t-based 95 % CI band; the supervised upper bound as a dashed line."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
+    for label, res in results.items():
+        x, mean, lo, hi = _curve(res)
+        is_base = label == baseline
+        # The baseline on top, so a strategy equal to it does not hide it.
+        style = {"linewidth": 2.2, "color": "black", "zorder": 3} if is_base else {}
+        name = f"{label} (baseline)" if is_base else label
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name, **style)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+    if upper is not None:
+        m = np.nanmean(100 * np.array(upper["accuracy"], dtype=float))
+        name = f"supervised, all {upper.get('labeled', '?')} labelled"
+        ax.axhline(m, linestyle="--", color="gray", linewidth=1, label=name)
+    first = next(iter(results.values()), {})
+    ax.set_xlabel("labelled images")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{first.get('dataset', '')}: mean and 95 % CI over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write(directory, results: dict, baseline: str, upper: dict | None = None, **kw) -> dict:
+    """Writes study.json (atomically), study.md and study.png to ``directory``; returns the
+    report. kw: n_boot, seed for ``build``."""
+    out = pathlib.Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = build(results, baseline, upper, **kw)
+    tmp = out / "study.json.tmp"
+    tmp.write_text(json.dumps(rep, indent=1, allow_nan=False))
+    os.replace(tmp, out / "study.json")  # a reader never sees half a file
+    (out / "study.md").write_text(markdown(rep))
+    plot(out / "study.png", results, baseline, upper)
+    return rep
+
+
+def _selected_rows(results: dict, seed: int) -> list:
+    """[(round record, selected pool indices [k], scores [k] or [])] of the rounds that chose."""
+    rows = []
+    for r in results["rounds"]:
+        sel = (r.get("selected") or [])[seed : seed + 1]
+        if sel and sel[0]:
+            rows.append((r, sel[0], (r.get("selected_score") or [[]] * (seed + 1))[seed] or []))
+    return rows
+
+
+def plot_selected(path, images, results: dict, seed_index=0, max_per_round=10):
+    """selected.png: one row per selection round, thumbnails (grayscale depth) of the images
+    the strategy selected for seed ``seed_index``, titled with the selection score when known,
+    else the pool index. At most ``max_per_round`` per row; the row label says "+N more".
+
+    images: [N, H, W] (or [N, H, W, 1]) pool images. Returns (width_px, height_px).
+    """
+    imgs = np.asarray(images, float)
+    imgs = imgs[..., 0] if imgs.ndim == 4 else imgs
+    rows = _selected_rows(results, seed_index)
+    n_rows = max(len(rows), 1)
+    n_cols = max([min(len(s), max_per_round) for _, s, _ in rows] + [1])
+    size = (1.3 * n_cols + 1.2, 1.5 * n_rows + 0.5)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=size, dpi=DPI, squeeze=False)
+    for ax in axes.flat:
+        ax.set(xticks=[], yticks=[], frame_on=False)
+    for i, (r, sel, scores) in enumerate(rows):
+        for j, idx in enumerate(sel[:max_per_round]):
+            ax = axes[i, j]
+            ax.imshow(imgs[int(idx)], cmap="gray")
+            score = scores[j] if j < len(scores) else None
+            ax.set_title(f"{score:.2f}" if score is not None else f"#{idx}", fontsize=8)
+        more = f"\n+{len(sel) - max_per_round} more" if len(sel) > max_per_round else ""
+        axes[i, 0].set_ylabel(f"round {r['round']}\n{r['labeled']} lab.{more}", fontsize=8)
+    if not rows:
+        axes[0, 0].text(0.5, 0.5, "no selections", ha="center", va="center")
+    fig.suptitle(f"{results.get('strategy', '')}: selected images, seed {seed_index}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)  # no bbox_inches='tight': the size is figsize * dpi
+    plt.close(fig)
+    return round(size[0] * DPI), round(size[1] * DPI)
