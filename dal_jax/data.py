@@ -109,7 +109,7 @@ def _fill_mask(poly: np.ndarray, shape) -> tuple[slice, slice, np.ndarray] | Non
 
 
 def make_targets(rects, mask=None, shape=(300, 300)) -> np.ndarray:
-    """GG-CNN training maps for one image (SPEC section 4).
+    """GG-CNN training maps for one image (as GG-CNN's reference code draws them).
 
     Each rectangle's central third along the opening axis (opening/3 x jaw, same centre and
     angle) is painted with pos = 1, angle and opening; rectangles later in the list overwrite

@@ -1,6 +1,6 @@
 """Grasp rectangles and grasps: conversions and the Cornell / Jacquard text formats.
 
-Conventions used everywhere in dal_jax (SPEC section 4):
+Conventions used everywhere in dal_jax (those of the Cornell and Jacquard files and GG-CNN's reference code):
 
 * A rectangle is 4 corners ``[..., 4, 2]`` in **(row, col)** pixel coordinates (float).
   Corners p0 -> p1 run along the gripper opening, p1 -> p2 along the jaw.

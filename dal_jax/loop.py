@@ -109,13 +109,15 @@ class _Context:
     on_annotate_url: object
 
 
-def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
+def run(config, workdir, progress: bool = True, on_annotate_url=None, bar=None) -> dict:
     """Runs (or resumes) the active-learning experiment of a complete config; returns the
     results dict of the first alpha (every alpha's results are written under ``workdir``).
 
     ``on_annotate_url(url)``: with ``oracle='human'``, called with the annotation page's URL
     each round (default: printed). Holds the workdir's lock (`dal_jax.workdir`) while it runs;
     a workdir in use, unwritable or holding another run raises ValueError before any training.
+    ``bar``: a progress bar shared with other experiments (a study's); it is advanced past the
+    rounds already finished and by every training step, and left open.
     """
     c = experiment.resolve(config)
     with claim(workdir, exclusive=jax.process_index() == 0) as path:
@@ -123,7 +125,7 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None) -> dict:
         if jax.process_index() == 0:
             _log_to(path / "log.txt")
         ctx, ls = _start(c, path, on_annotate_url)
-        return _run_rounds(ctx, ls, progress)
+        return _run_rounds(ctx, ls, progress, bar)
 
 
 def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopState]:
@@ -151,11 +153,13 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
     return _Context(c, workdir, grid, strategy, trainer, ds, pool, on_annotate_url), ls
 
 
-def _run_rounds(ctx: _Context, ls: LoopState, progress: bool) -> dict:
+def _run_rounds(ctx: _Context, ls: LoopState, progress: bool, shared_bar=None) -> dict:
     """Algorithm 1 from ``ls`` on: train, test, select, save, until `_finished`."""
     c = ctx.c
     initial = ls.history[0]["labeled"][0] if ls.history else int(ls.masks[0].sum())
-    bar = _progress(c, initial, ls.round + 1, progress)
+    bar = shared_bar or _progress(c, initial, ls.round + 1, progress)
+    if shared_bar is not None:
+        bar.update(sum(round_steps(c, initial)[: ls.round + 1]))
     while True:
         if ls.history and not ls.history[-1]["selected"] and not _finished(c, ls):
             # A finished run extended with more rounds: its last round still has to select.
@@ -172,7 +176,8 @@ def _run_rounds(ctx: _Context, ls: LoopState, progress: bool) -> dict:
             "round %d: mean accuracy %.4f", ls.round, fit.mean_accuracy(record["accuracy_all"])
         )
         bar.set_postfix_str(_round_summary(record))
-    bar.close()
+    if shared_bar is None:
+        bar.close()
     return results.for_group(c, ctx.grid, ls.history, 0)
 
 
@@ -249,6 +254,7 @@ def _select(ctx: _Context, ls: LoopState) -> LoopState:
         c.budget,
         ctx.grid.keys(SELECT, ls.round),
         with_scores=True,
+        past=past_order(ls.history[:-1], ls.masks.shape),
     )
     sel = np.asarray(sel)
     _check_selection(sel, ls.masks, c.budget)
@@ -265,6 +271,18 @@ def _select(ctx: _Context, ls: LoopState) -> LoopState:
     np.put_along_axis(masks, sel, True, axis=1)
     history = [*ls.history[:-1], record]
     return dataclasses.replace(ls, masks=masks, history=history, human_labels=labels)
+
+
+def past_order(history: list, shape) -> np.ndarray:
+    """[R, N] int32: the order in which the recorded rounds' selections picked each pool image
+    (0, 1, ... across rounds; -1 for images never selected, such as the initial set)."""
+    order = np.full(shape, -1, np.int32)
+    done = np.zeros(shape[0], np.int32)
+    for rec in history:
+        for r, picks in enumerate(rec.get("selected") or []):
+            order[r, picks] = done[r] + np.arange(len(picks))
+            done[r] += len(picks)
+    return order
 
 
 def _save(ctx: _Context, ls: LoopState):
@@ -325,8 +343,13 @@ def _log_to(path):
     log.propagate = False  # the file has the log; the terminal has the progress bar
 
 
+def round_steps(c, initial: int) -> list[int]:
+    """Training steps of every round (``initial``: labelled images in round 0)."""
+    return [fit.num_steps(c, initial + r * c.budget) for r in range(c.rounds)]
+
+
 def _progress(c, initial: int, start_round: int, enabled: bool):
-    """The progress bar over every round's steps (``initial``: labelled images in round 0)."""
-    steps = [fit.num_steps(c, initial + r * c.budget) for r in range(c.rounds)]
+    """The progress bar over every round's steps."""
+    steps = round_steps(c, initial)
     desc = f"{c.strategy} x{c.seeds} seeds"
     return fit.progress_bar(sum(steps), desc, enabled, initial=sum(steps[:start_round]))

@@ -1,6 +1,6 @@
 """GG-CNN and the DAL discriminator as pure Flax (linen) modules, NHWC.
 
-GG-CNN (Morrison et al. 2018), SPEC section 3: three strided convs (the encoder), three
+GG-CNN (Morrison et al., RSS 2018): three strided convs (the encoder), three
 transposed convs with PyTorch semantics (300 -> 50 -> 100 -> 301) and four 2x2 heads
 (-> 300). 62,420 parameters for depth input, 70,196 for RGB-D.
 
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from dal_jax import layers
 
-# name, out channels, kernel, stride, padding (SPEC section 3).
+# name, out channels, kernel, stride, padding (GG-CNN's reference model).
 ENCODER = (("conv1", 32, 9, 3, 3), ("conv2", 16, 5, 2, 2), ("conv3", 8, 3, 2, 1))
 # name, out channels, kernel, stride, padding, output_padding.
 DECODER = (

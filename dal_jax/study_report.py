@@ -1,9 +1,10 @@
 """The report of an active-learning study: several strategies (or alphas) run on the same seeds,
 compared paired by seed against a baseline.
 
-Writes study.json (numbers), study.md (verdict and tables), study.png (learning curves with 95 %
-confidence bands) and, per strategy, selected.png (what it picked). Only numpy and matplotlib:
-the report is made where the experiments ran, which need not have scipy.
+Writes study.json (numbers), study.md (verdict and tables) and study.png (learning curves with
+95 % confidence bands; drawn by `dal_jax.study_figures`, which also draws each strategy's
+selected.png). Only numpy (and matplotlib for the figures): the report is made where the
+experiments ran, which need not have scipy.
 """
 
 from __future__ import annotations
@@ -13,14 +14,8 @@ import math
 import os
 import pathlib
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-
-import matplotlib.pyplot as plt
 import numpy as np
 
-DPI = 100
 # Student t 0.975 quantiles for df = 1..30; beyond that 1.96 is within 2 % of the true value.
 T975 = (
     12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
@@ -127,7 +122,7 @@ def mean_ranks(acc) -> np.ndarray:
         return np.nansum(ranks, axis=1) / np.where(ok.sum(0) > 0, ok.sum(0), np.nan)
 
 
-def _summary(v) -> dict:
+def summary(v) -> dict:
     """[S] -> mean, std (ddof 1), n and t-based 95 % CI of the mean over the non-NaN values."""
     v = np.asarray(v, float)
     v = v[~np.isnan(v)]
@@ -245,11 +240,19 @@ def _ranks(acc: dict) -> dict:
     return dict(zip(acc, mean_ranks(np.stack(pad))))
 
 
-def build(results: dict, baseline: str, upper: dict | None = None, n_boot=10000, seed=0) -> dict:
+def build(
+    results: dict,
+    baseline: str,
+    upper: dict | None = None,
+    n_boot=10000,
+    seed=0,
+    incomplete: dict | None = None,
+) -> dict:
     """The study.json content (JSON-ready: floats, lists, None for NaN).
 
     results: label -> results.json dict; baseline: one of its labels; upper: an optional
-    supervised results dict. Only the labelled counts all labels have are compared.
+    supervised results dict; incomplete: label -> why it is unfinished (failed, or rounds
+    missing), reported at the top. Only the labelled counts all labels have are compared.
     Verdict per label on the paired per-seed AULC difference to the baseline: "beats" when its
     bootstrap 95 % CI is above 0, "loses to" when below 0, else "no difference detectable".
     """
@@ -265,17 +268,18 @@ def build(results: dict, baseline: str, upper: dict | None = None, n_boot=10000,
     rep = {
         "baseline": baseline,
         "labels": list(results),
+        "incomplete": dict(incomplete or {}),
         "labeled": labeled,
         "rounds_per_label": n_rounds,
         "truncated": _caveat(labeled, n_rounds) is not None,
         "caveat": _caveat(labeled, n_rounds),
         "seeds": {k: a.shape[0] for k, a in acc.items()},
         "accuracy": {
-            k: [dict(labeled=n, **_summary(a[:, t])) for t, n in enumerate(labeled)]
+            k: [dict(labeled=n, **summary(a[:, t])) for t, n in enumerate(labeled)]
             for k, a in acc.items()
         },
         "aulc": {
-            k: {**_summary(v), "per_seed": v, "ci": bootstrap_ci(v, n_boot, seed)}
+            k: {**summary(v), "per_seed": v, "ci": bootstrap_ci(v, n_boot, seed)}
             for k, v in per_seed.items()
         },
         "diff": _diffs(acc, per_seed, baseline, labeled, n_boot, seed),
@@ -284,7 +288,7 @@ def build(results: dict, baseline: str, upper: dict | None = None, n_boot=10000,
             k: {"trials": b.any(1).sum(), "cells": b.sum(), "seeds": b.shape[0]}
             for k, (_, b) in mats.items()
         },
-        "upper": upper and {"labeled": upper.get("labeled"), **_summary(upper["accuracy"])},
+        "upper": upper and {"labeled": upper.get("labeled"), **summary(upper["accuracy"])},
         "n_boot": n_boot,
         "seed": seed,
     }
@@ -332,6 +336,8 @@ def markdown(rep: dict) -> str:
     collapsed runs. Accuracies in %, differences in accuracy points."""
     labels, labeled, base = rep["labels"], rep["labeled"], rep["baseline"]
     out = ["# Active-learning study", ""] + [f"- {s}" for s in rep["verdict"]] + [""]
+    for k, why in rep.get("incomplete", {}).items():
+        out += [f"**Incomplete: {k}** ({why}); its finished rounds are compared as they are.", ""]
     if rep["caveat"]:
         out += [f"**Caveat:** {rep['caveat']}", ""]
     if rep["upper"]:
@@ -381,51 +387,16 @@ def table(rep: dict) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     if rep["caveat"]:
         lines.append(rep["caveat"])
+    lines += [f"INCOMPLETE {k}: {why}" for k, why in rep.get("incomplete", {}).items()]
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- figures
-
-
-def _curve(res: dict):
-    """results dict -> (labelled [T], mean [T], lo [T], hi [T]) in %, t-based 95 % CI."""
-    x = np.array([r["labeled"] for r in res["rounds"]], float)
-    stats = [_summary(100 * np.array(r["accuracy"], dtype=float)) for r in res["rounds"]]
-    mean = np.array([s["mean"] for s in stats])
-    lo, hi = (np.clip(np.array([s["ci"][i] for s in stats]), 0, 100) for i in (0, 1))
-    return x, mean, lo, hi
-
-
-def plot(path, results: dict, baseline: str, upper: dict | None = None) -> None:
-    """study.png: accuracy (%) vs labelled count per label (every round it has): the mean over
-    seeds with a t-based 95 % CI band; the supervised upper bound as a dashed line."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
-    for label, res in results.items():
-        x, mean, lo, hi = _curve(res)
-        is_base = label == baseline
-        # The baseline on top, so a strategy equal to it does not hide it.
-        style = {"linewidth": 2.2, "color": "black", "zorder": 3} if is_base else {}
-        name = f"{label} (baseline)" if is_base else label
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name, **style)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
-    if upper is not None:
-        m = np.nanmean(100 * np.array(upper["accuracy"], dtype=float))
-        name = f"supervised, all {upper.get('labeled', '?')} labelled"
-        ax.axhline(m, linestyle="--", color="gray", linewidth=1, label=name)
-    first = next(iter(results.values()), {})
-    ax.set_xlabel("labelled images")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{first.get('dataset', '')}: mean and 95 % CI over seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+# ---------------------------------------------------------------- files
 
 
 def write(directory, results: dict, baseline: str, upper: dict | None = None, **kw) -> dict:
     """Writes study.json (atomically), study.md and study.png to ``directory``; returns the
-    report. kw: n_boot, seed for ``build``."""
+    report. kw: n_boot, seed, incomplete for ``build``."""
     out = pathlib.Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     rep = build(results, baseline, upper, **kw)
@@ -433,48 +404,8 @@ def write(directory, results: dict, baseline: str, upper: dict | None = None, **
     tmp.write_text(json.dumps(rep, indent=1, allow_nan=False))
     os.replace(tmp, out / "study.json")  # a reader never sees half a file
     (out / "study.md").write_text(markdown(rep))
-    plot(out / "study.png", results, baseline, upper)
+    # Imported here: study_figures builds on this module's statistics (and needs matplotlib).
+    from dal_jax import study_figures
+
+    study_figures.plot(out / "study.png", results, baseline, upper)
     return rep
-
-
-def _selected_rows(results: dict, seed: int) -> list:
-    """[(round record, selected pool indices [k], scores [k] or [])] of the rounds that chose."""
-    rows = []
-    for r in results["rounds"]:
-        sel = (r.get("selected") or [])[seed : seed + 1]
-        if sel and sel[0]:
-            rows.append((r, sel[0], (r.get("selected_score") or [[]] * (seed + 1))[seed] or []))
-    return rows
-
-
-def plot_selected(path, images, results: dict, seed_index=0, max_per_round=10):
-    """selected.png: one row per selection round, thumbnails (grayscale depth) of the images
-    the strategy selected for seed ``seed_index``, titled with the selection score when known,
-    else the pool index. At most ``max_per_round`` per row; the row label says "+N more".
-
-    images: [N, H, W] (or [N, H, W, 1]) pool images. Returns (width_px, height_px).
-    """
-    imgs = np.asarray(images, float)
-    imgs = imgs[..., 0] if imgs.ndim == 4 else imgs
-    rows = _selected_rows(results, seed_index)
-    n_rows = max(len(rows), 1)
-    n_cols = max([min(len(s), max_per_round) for _, s, _ in rows] + [1])
-    size = (1.3 * n_cols + 1.2, 1.5 * n_rows + 0.5)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=size, dpi=DPI, squeeze=False)
-    for ax in axes.flat:
-        ax.set(xticks=[], yticks=[], frame_on=False)
-    for i, (r, sel, scores) in enumerate(rows):
-        for j, idx in enumerate(sel[:max_per_round]):
-            ax = axes[i, j]
-            ax.imshow(imgs[int(idx)], cmap="gray")
-            score = scores[j] if j < len(scores) else None
-            ax.set_title(f"{score:.2f}" if score is not None else f"#{idx}", fontsize=8)
-        more = f"\n+{len(sel) - max_per_round} more" if len(sel) > max_per_round else ""
-        axes[i, 0].set_ylabel(f"round {r['round']}\n{r['labeled']} lab.{more}", fontsize=8)
-    if not rows:
-        axes[0, 0].text(0.5, 0.5, "no selections", ha="center", va="center")
-    fig.suptitle(f"{results.get('strategy', '')}: selected images, seed {seed_index}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)  # no bbox_inches='tight': the size is figsize * dpi
-    plt.close(fig)
-    return round(size[0] * DPI), round(size[1] * DPI)

@@ -253,6 +253,26 @@ def test_synthetic_builder_deterministic(tmp_path):
     assert a.info.metadata["skipped"] == []
 
 
+def test_longtail_pool_is_long_tailed_and_its_test_set_balanced(tmp_path):
+    b = _build("synthetic_grasps", tmp_path, num_scenes=60, image_size=48, kind_mix="longtail")
+    counts = b.info.metadata["kinds"]
+    pool, test = counts["train"], counts["test"]
+    common_kinds = ("box", "cylinder")
+    share = {
+        split: sum(c[k] for k in common_kinds) / sum(c.values()) for split, c in counts.items()
+    }
+    # Pool: 20 of the 24 weight units are boxes and cylinders; test: 2 of 6 kinds.
+    assert share["train"] > 0.7, pool
+    assert share["test"] < 0.5, test
+    assert all(test[k] > 0 for k in synth.KINDS if k != "plate"), test
+    src = b.as_data_source()
+    assert (len(src["train"]), len(src["test"])) == (48, 12)
+    uniform = _build("synthetic_grasps", tmp_path / "u", num_scenes=60, image_size=48)
+    assert sum(uniform.info.metadata["kinds"]["train"][k] for k in common_kinds) < sum(
+        pool[k] for k in common_kinds
+    )
+
+
 def test_prepare_summary(tmp_path, capsys, cornell):
     manual, _ = cornell
     rc = prepare.main(

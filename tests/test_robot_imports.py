@@ -113,5 +113,5 @@ def test_the_source_check_sees_lazy_and_relative_imports(tmp_path):
     )
     names = {n for _, n in _imported_names(f)}
     assert {"torch.nn", "dal_jax.train", "dal_jax.loop", "tensorflow_datasets"} <= names
-    assert not _is_under("dal_jax.robot.loop", FORBIDDEN) and _is_under("dal_jax.loop", FORBIDDEN)
+    assert not _is_under("dal_jax.robot.stream", FORBIDDEN) and _is_under("dal_jax.loop", FORBIDDEN)
     assert not _is_under("dal_jax.datasets_x", FORBIDDEN)

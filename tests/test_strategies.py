@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, models, strategies, train
+from dal_jax import checkpoint, loop, models, strategies, train
 from dal_jax.plugin import HParams
 from dal_jax.strategies import base, cs, gd, ll
 
@@ -194,31 +194,40 @@ def test_cs_select_has_k_center_property(setups, pool):
 
 
 # ------------------------------------------------------------------------------ GD
-def brute_graph_density(x, labelled, k, n_neighbors=10):
-    """The google/active-learning GraphDensitySampler, literally, on dense NumPy arrays."""
-    n = len(x)
-    flat = x.reshape(n, -1).astype(np.float64)
-    sd = flat.std(axis=0)
-    flat = (flat - flat.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    gamma = 1.0 / flat.shape[1]
-    dist = np.abs(flat[:, None, :] - flat[None, :, :]).sum(-1)
-    connect = np.zeros((n, n))
-    for i in range(n):
-        order = [j for j in np.argsort(dist[i], kind="stable") if j != i][:n_neighbors]
-        for j in order:
-            connect[i, j] = connect[j, i] = np.exp(-dist[i, j] * gamma)
-    density = connect.sum(axis=1) / (connect > 0).sum(axis=1)
-    already = np.flatnonzero(labelled)
-    batch = []
-    density[already] = density.min() - 1
-    while len(batch) < k:
-        sel = int(np.argmax(density))
-        nbrs = np.flatnonzero(connect[sel] > 0)
-        density[nbrs] = density[nbrs] - density[sel]
-        batch.append(sel)
+class ReferenceGraphDensity:
+    """The google/active-learning GraphDensitySampler, literally, on dense NumPy arrays: the
+    graph and densities are built once per trial, and every select_batch_ call goes on
+    reducing the same densities."""
+
+    def __init__(self, x, n_neighbors=10):
+        n = len(x)
+        flat = x.reshape(n, -1).astype(np.float64)
+        sd = flat.std(axis=0)
+        flat = (flat - flat.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        gamma = 1.0 / flat.shape[1]
+        dist = np.abs(flat[:, None, :] - flat[None, :, :]).sum(-1)
+        self.connect = np.zeros((n, n))
+        for i in range(n):
+            order = [j for j in np.argsort(dist[i], kind="stable") if j != i][:n_neighbors]
+            for j in order:
+                self.connect[i, j] = self.connect[j, i] = np.exp(-dist[i, j] * gamma)
+        self.density = self.connect.sum(axis=1) / (self.connect > 0).sum(axis=1)
+
+    def select(self, labelled, k):
+        density, already, batch = self.density, np.flatnonzero(labelled), []
         density[already] = density.min() - 1
-        density[batch] = density.min() - 1
-    return batch
+        while len(batch) < k:
+            sel = int(np.argmax(density))
+            nbrs = np.flatnonzero(self.connect[sel] > 0)
+            density[nbrs] = density[nbrs] - density[sel]
+            batch.append(sel)
+            density[already] = density.min() - 1
+            density[batch] = density.min() - 1
+        return batch
+
+
+def brute_graph_density(x, labelled, k, n_neighbors=10):
+    return ReferenceGraphDensity(x, n_neighbors).select(labelled, k)
 
 
 def test_manhattan_chunks_match_numpy():
@@ -240,6 +249,26 @@ def test_gd_matches_reference_algorithm(setups, pool):
     x = np.asarray(inputs)
     for s in range(S):
         assert picks[s].tolist() == brute_graph_density(x, masks[s], K)
+
+
+def test_gd_density_reductions_persist_across_rounds(setups, pool):
+    """Two rounds against one reference sampler per seed (its densities carry over); without
+    the record of the first round's picks the second round would pick differently."""
+    strategy, trainer, states = setups("gd")
+    inputs, _, masks, keys = pool
+    x, masks = np.asarray(inputs), np.asarray(masks).copy()
+    refs = [ReferenceGraphDensity(x) for _ in range(S)]
+    history = []
+    for rnd in range(2):
+        past = loop.past_order(history, masks.shape)
+        picks = strategy.select(trainer, states, inputs, masks, K, keys, past=past)
+        for s in range(S):
+            assert picks[s].tolist() == refs[s].select(masks[s], K), (rnd, s)
+        if rnd == 1:
+            forgetful = strategy.select(trainer, states, inputs, masks, K, keys)
+            assert (forgetful != picks).any()
+        history.append({"selected": picks.tolist()})
+        np.put_along_axis(masks, picks, True, axis=1)
 
 
 # ------------------------------------------------------------------------------ DAL

@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 from PIL import Image
 
+from dal_jax import study_figures
 from dal_jax import study_report as sr
 
 LABELED = [20, 40, 60, 80, 100]
@@ -229,7 +230,7 @@ def test_plot_selected_grows_with_rounds(tmp_path):
         res = _results([[0.5] * n_rounds] * 2, labeled=LABELED[:n_rounds], k=25)
         res["rounds"][0]["selected_score"] = None  # absent scores: titled by pool index
         path = tmp_path / f"sel{n_rounds}.png"
-        size = sr.plot_selected(path, images, res, seed_index=1, max_per_round=10)
+        size = study_figures.plot_selected(path, images, res, seed_index=1, max_per_round=10)
         with Image.open(path) as im:
             assert im.size == size
             sizes.append(im.size)

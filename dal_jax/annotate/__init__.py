@@ -10,16 +10,14 @@ Typical use from an active-learning round::
 or on its own: ``python -m dal_jax.annotate --queue=DIR``.
 """
 
-from dal_jax.annotate.queue import (
+from dal_jax.annotate.labels import (
     MAX_GRASPS,
     RevisionConflict,
-    is_finished,
-    read_labels,
     read_sample,
     save_sample,
     validate_rects,
-    write_queue,
 )
+from dal_jax.annotate.queue import is_finished, read_labels, write_queue
 from dal_jax.annotate.server import Server, annotate_queue, serve
 
 __all__ = [

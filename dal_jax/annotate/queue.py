@@ -1,42 +1,17 @@
-"""The on-disk annotation queue of one active-learning round.
+"""The on-disk annotation queue of one active-learning round: writing it, reading all its labels
+back, checking and repairing damaged labels, and where the labeller is (resume position, Finish).
 
-A queue folder holds everything the annotation page shows and everything the labeller saves::
+This is the module callers use (``from dal_jax.annotate import queue``); it also exports the
+public names of the two modules it builds on:
 
-    QUEUE/
-      queue.json            manifest, written once by `write_queue` (never by the server)
-      state.json            {"current": index, "finished": bool}: where to resume, and Finish
-      .lock                 fcntl lock file that serialises writers (threads and processes)
-      samples/0000/
-        rgb.png             the RGB image (absent when the round has no RGB)
-        depth.png           depth, normalised to grey (near = bright, missing = black)
-        grasps.json         {"id", "revision", "rects" [G][4][2] (row, col) exact floats}
-        cpos.txt            the same rectangles in the Cornell format (x y lines)
+* `dal_jax.annotate.folder`: the folder layout (``queue.json``, ``state.json``,
+  ``samples/NNNN/{rgb,depth}.png``, ``grasps.json``, ``cpos.txt``), atomic writes, the writers'
+  lock, reading the manifest (a damaged ``queue.json`` is a ValueError naming the file);
+* `dal_jax.annotate.labels`: one sample's labels: validation, reading with the ``cpos.txt``
+  fallback, saving with a revision check (`RevisionConflict`), damaged labels (`CorruptLabels`).
 
-Sample folders are named by the sample's position in the queue, never by its id, so an id (which
-may contain '/' or '..') is only ever data, never part of a path.
-
-Atomicity and concurrency rule (SPEC of issue 8):
-
-* Every file is written whole to a temporary file in the same folder, fsynced, then moved over
-  the old one with `os.replace`, so a reader or a crash sees either the old or the new file.
-* ``grasps.json`` is the authority (exact floats plus a revision counter); ``cpos.txt`` is written
-  right after it. `read_labels` prefers the JSON and falls back to ``cpos.txt``.
-* A save names the revision it was based on. Under the queue lock (a process-wide
-  ``threading.Lock`` plus ``fcntl.flock`` on ``.lock``) the revision on disk is compared: equal ->
-  the whole list is written with revision + 1; different -> `RevisionConflict` (HTTP 409) and
-  nothing is written. So two tabs on one sample never overwrite each other silently: the first
-  save wins and the other tab is told, shown the saved version, and can redo its edit.
-* ``state.json`` (resume position, finished flag) is last-write-wins; it carries no labels.
-
-Damaged files (nothing lost, nothing silently wrong):
-
-* ``grasps.json`` unreadable but ``cpos.txt`` whole: the labels are read from ``cpos.txt`` (a
-  note says so); the next save rewrites both.
-* no readable copy of the labels (``grasps.json`` unreadable or absent, and ``cpos.txt``
-  unreadable, with a damaged rectangle, or absent): `CorruptLabels`. Such a sample is neither
-  served nor overwritten; its files stay as they are until the user repairs them or moves them
-  aside explicitly (`move_aside_corrupt`, ``python -m dal_jax.annotate --move_aside_corrupt``).
-* a damaged ``queue.json`` is a ValueError naming the file.
+``state.json`` (resume position, finished flag) is last-write-wins; it carries no labels.
+Damaged labels are never overwritten; `move_aside_corrupt` is the explicit repair.
 """
 
 from __future__ import annotations
@@ -44,111 +19,71 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import pathlib
 import shutil
-import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from PIL import Image
 
-from dal_jax import grasp
+from dal_jax.annotate.folder import (
+    CPOS,
+    FORMAT,
+    GRASPS_JSON,
+    LOCK,
+    MANIFEST,
+    SAMPLES,
+    STATE,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_png,
+    load_manifest,
+    queue_lock,
+    sample_dir,
+)
+from dal_jax.annotate.labels import (
+    MAX_GRASPS,
+    CorruptLabels,
+    RevisionConflict,
+    read_sample,
+    read_sample_checked,
+    save_sample,
+    validate_rects,
+    write_sample_files,
+)
 
-MANIFEST = "queue.json"
-STATE = "state.json"
-LOCK = ".lock"
-SAMPLES = "samples"
-GRASPS_JSON = "grasps.json"
-CPOS = "cpos.txt"
-FORMAT = "dal_jax.annotate.queue/1"
+__all__ = [
+    "CPOS",
+    "FORMAT",
+    "GRASPS_JSON",
+    "LOCK",
+    "MANIFEST",
+    "MAX_GRASPS",
+    "MAX_ID_LENGTH",
+    "SAMPLES",
+    "STATE",
+    "CorruptLabels",
+    "RevisionConflict",
+    "atomic_write_bytes",
+    "check_queue",
+    "depth_to_image",
+    "is_finished",
+    "load_manifest",
+    "move_aside_corrupt",
+    "queue_lock",
+    "read_labels",
+    "read_sample",
+    "read_state",
+    "save_sample",
+    "validate_rects",
+    "write_queue",
+    "write_state",
+]
+
 _LOG = logging.getLogger(__name__)
 
-#: Most grasps one sample may hold; the paper's cluttered scenes have a few dozen at most.
-MAX_GRASPS = 100
 #: Longest sample id accepted (ids are shown in the page, so keep them readable).
 MAX_ID_LENGTH = 300
-
-_THREAD_LOCK = threading.Lock()
-
-
-class CorruptLabels(ValueError):
-    """The saved labels of one or more samples cannot be read (see the module docstring).
-
-    ``problems``: [(sample index, reason)]. The message names the files and says what to do.
-    """
-
-    def __init__(self, queue_dir, problems: list[tuple[int, str]]):
-        self.queue_dir = pathlib.Path(queue_dir)
-        self.problems = list(problems)
-        shown = "; ".join(f"sample {i} ({SAMPLES}/{i:04d}): {why}" for i, why in problems[:3])
-        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
-        super().__init__(
-            f"{self.queue_dir}: the saved labels of {len(problems)} sample(s) cannot be read: "
-            f"{shown}{more}. They are neither served nor overwritten. Repair the files by "
-            "hand, or move them aside (kept in the sample's corrupt-<time>/ folder) and label "
-            f"those samples again with: python -m dal_jax.annotate --queue={self.queue_dir} "
-            "--move_aside_corrupt"
-        )
-
-
-class RevisionConflict(Exception):
-    """A save was based on an older revision than the one on disk (another tab saved first)."""
-
-    def __init__(self, current_revision: int, current_rects: np.ndarray):
-        super().__init__(f"the sample was saved elsewhere (now at revision {current_revision})")
-        self.current_revision = current_revision
-        self.current_rects = current_rects
-
-
-# ----------------------------------------------------------------------------- small helpers
-
-
-def atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temporary file in the same folder and `os.replace`."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_json(path: pathlib.Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
-
-
-def _atomic_write_png(path: pathlib.Path, array: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-@contextlib.contextmanager
-def queue_lock(queue_dir):
-    """Serialises writers of one queue: threads of this process and other processes."""
-    with _THREAD_LOCK:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: the thread lock alone still protects one server
-            yield
-            return
-        with open(pathlib.Path(queue_dir) / LOCK, "a+b") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def depth_to_image(depth: np.ndarray) -> np.ndarray:
@@ -171,92 +106,7 @@ def depth_to_image(depth: np.ndarray) -> np.ndarray:
     return out
 
 
-def validate_rects(obj, height: int, width: int, max_grasps: int = MAX_GRASPS) -> np.ndarray:
-    """Checks a label payload and returns it as float64 [G, 4, 2] (row, col).
-
-    ``obj`` is a JSON-like list of rectangles, each 4 corners ``[row, col]`` of finite numbers
-    inside ``[0, height] x [0, width]``, at most ``max_grasps`` of them.
-
-    Raises:
-      TypeError / ValueError: with a message naming the first offending element.
-    """
-    if not isinstance(obj, list):
-        raise TypeError("'rects' must be a list of rectangles")
-    if len(obj) > max_grasps:
-        raise ValueError(f"too many grasps: {len(obj)} > {max_grasps} per sample")
-    out = np.zeros((len(obj), 4, 2), dtype=np.float64)
-    for i, rect in enumerate(obj):
-        if not isinstance(rect, list) or len(rect) != 4:
-            raise ValueError(f"rects[{i}] must be a list of 4 corners")
-        for j, corner in enumerate(rect):
-            if not isinstance(corner, list) or len(corner) != 2:
-                raise ValueError(f"rects[{i}][{j}] must be a [row, col] pair")
-            for k, v in enumerate(corner):
-                # bool is an int subclass; true/false are not coordinates.
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise TypeError(f"rects[{i}][{j}][{k}] is not a number")
-                if not math.isfinite(v):
-                    raise ValueError(f"rects[{i}][{j}][{k}] is not finite")
-            r, c = float(corner[0]), float(corner[1])
-            if not (0.0 <= r <= height and 0.0 <= c <= width):
-                raise ValueError(
-                    f"rects[{i}][{j}] = (row {r:g}, col {c:g}) is outside the image "
-                    f"[0, {height}] x [0, {width}]"
-                )
-            out[i, j] = (r, c)
-    return out
-
-
-# ----------------------------------------------------------------------------- manifest
-
-
-def load_manifest(queue_dir) -> dict:
-    """Reads ``queue.json``; FileNotFoundError when there is none, ValueError naming the file
-    when it is damaged or not a dal_jax annotation queue."""
-    path = pathlib.Path(queue_dir) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(
-            f"{path} is damaged ({e}); restore it, or write the queue again (the active-learning "
-            "round writes it again when it resumes)"
-        ) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a dal_jax annotation queue (format {FORMAT!r} expected)")
-    problem = _manifest_problem(manifest)
-    if problem:
-        raise ValueError(
-            f"{path} is damaged ({problem}); restore it, or write the queue again (the "
-            "active-learning round writes it again when it resumes)"
-        )
-    return manifest
-
-
-def _manifest_problem(m: dict) -> str | None:
-    """What is wrong with a parsed manifest, or None."""
-
-    def is_int(v, low):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-    for key, low in (("round", 0), ("height", 1), ("width", 1)):
-        if not is_int(m.get(key), low):
-            return f"'{key}' must be an integer >= {low}, got {m.get(key)!r}"
-    samples = m.get("samples")
-    if not isinstance(samples, list):
-        return "'samples' must be a list"
-    for i, e in enumerate(samples):
-        if not isinstance(e, dict) or not isinstance(e.get("id"), str):
-            return f"samples[{i}] must be an object with a string 'id'"
-        if e.get("rgb") not in (None, "rgb.png") or e.get("depth") != "depth.png":
-            return f"samples[{i}] names unexpected image files"
-    return None
-
-
-def _sample_dir(queue_dir, index: int) -> pathlib.Path:
-    # Built from the integer position only (see the module docstring).
-    return pathlib.Path(queue_dir) / SAMPLES / f"{int(index):04d}"
+# ----------------------------------------------------------------------------- writing
 
 
 def _check_ids(ids) -> list[str]:
@@ -334,16 +184,16 @@ def write_queue(
     samples = []
     with queue_lock(queue_dir):
         for i, sid in enumerate(ids):
-            sdir = _sample_dir(queue_dir, i)
+            sdir = sample_dir(queue_dir, i)
             sdir.mkdir(parents=True, exist_ok=True)
             entry = {"id": sid, "dir": f"{SAMPLES}/{i:04d}", "rgb": None, "depth": "depth.png"}
             if rgb is not None:
-                _atomic_write_png(sdir / "rgb.png", rgb[i])
+                atomic_write_png(sdir / "rgb.png", rgb[i])
                 entry["rgb"] = "rgb.png"
             else:
                 with contextlib.suppress(FileNotFoundError):
                     (sdir / "rgb.png").unlink()
-            _atomic_write_png(sdir / "depth.png", depth_to_image(depth[i]))
+            atomic_write_png(sdir / "depth.png", depth_to_image(depth[i]))
             if resume and ((sdir / GRASPS_JSON).exists() or (sdir / CPOS).exists()):
                 pass  # keep what the labeller already saved (a damaged sample stays as it is)
             else:
@@ -355,7 +205,7 @@ def write_queue(
                         [np.clip(rects[..., 0], 0, height), np.clip(rects[..., 1], 0, width)],
                         axis=-1,
                     )
-                _write_sample_files(sdir, sid, rects, revision=0)
+                write_sample_files(sdir, sid, rects, revision=0)
             samples.append(entry)
         manifest = {
             "format": FORMAT,
@@ -365,9 +215,9 @@ def write_queue(
             "max_grasps": MAX_GRASPS,
             "samples": samples,
         }
-        _atomic_write_json(queue_dir / MANIFEST, manifest)
+        atomic_write_json(queue_dir / MANIFEST, manifest)
         if not resume or not (queue_dir / STATE).exists():
-            _atomic_write_json(queue_dir / STATE, {"current": 0, "finished": False})
+            atomic_write_json(queue_dir / STATE, {"current": 0, "finished": False})
     # Drop folders of a longer queue this one overwrote, so they cannot be mistaken for labels.
     for extra in sorted((queue_dir / SAMPLES).glob("[0-9][0-9][0-9][0-9]")):
         if int(extra.name) >= k:
@@ -376,66 +226,7 @@ def write_queue(
     return queue_dir
 
 
-# ----------------------------------------------------------------------------- labels
-
-
-def _write_sample_files(sdir: pathlib.Path, sid: str, rects: np.ndarray, revision: int) -> None:
-    _atomic_write_json(
-        sdir / GRASPS_JSON, {"id": sid, "revision": int(revision), "rects": rects.tolist()}
-    )
-    atomic_write_bytes(sdir / CPOS, grasp.format_cornell(rects).encode())
-
-
-def read_sample(queue_dir, index: int, manifest: dict | None = None) -> tuple[np.ndarray, int]:
-    """The saved rectangles [G, 4, 2] (row, col) and revision of the queue's ``index``-th sample.
-
-    Reads ``grasps.json`` (exact) or, when it is missing or unreadable, ``cpos.txt``. Raises
-    `CorruptLabels` when neither holds a readable copy of the labels (a sample whose two files
-    are both absent has no labels yet: empty, revision 0).
-    """
-    rects, revision, problem, _ = _read_sample_checked(queue_dir, index, manifest)
-    if problem:
-        raise CorruptLabels(queue_dir, [(index, problem)])
-    return rects, revision
-
-
-def _read_sample_checked(queue_dir, index: int, manifest: dict | None = None):
-    """-> (rects, revision, problem or None, note or None); see `read_sample`."""
-    manifest = manifest or load_manifest(queue_dir)
-    if not 0 <= index < len(manifest["samples"]):
-        raise IndexError(index)
-    sdir = _sample_dir(queue_dir, index)
-    json_problem = None
-    try:
-        data = json.loads((sdir / GRASPS_JSON).read_text(encoding="utf-8"))
-        rects = np.asarray(data["rects"], dtype=np.float64).reshape(-1, 4, 2)
-        revision = data["revision"]
-        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
-            raise ValueError(f"revision {revision!r} is not a count")
-        if not np.isfinite(rects).all():
-            raise ValueError("non-finite coordinates")
-        return rects, revision, None, None
-    except FileNotFoundError:
-        pass
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        json_problem = f"{GRASPS_JSON} is unreadable ({type(e).__name__}: {e})"
-    try:
-        text = (sdir / CPOS).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if json_problem:
-            return None, 0, f"{json_problem} and there is no {CPOS}", None
-        return np.zeros((0, 4, 2)), 0, None, None
-    except (OSError, UnicodeDecodeError) as e:
-        cpos_problem = f"{CPOS} is unreadable ({type(e).__name__}: {e})"
-        return None, 0, f"{json_problem or f'no {GRASPS_JSON}'}; {cpos_problem}", None
-    rects, skipped = grasp.parse_cornell(text, round_to_int=False)
-    if skipped:
-        cpos_problem = f"{CPOS} has {skipped} damaged rectangle(s)"
-        return None, 0, f"{json_problem or f'no {GRASPS_JSON}'}; {cpos_problem}", None
-    note = f"{json_problem}; its labels are read from {CPOS}" if json_problem else None
-    if note:
-        _LOG.warning("sample %d of %s: %s", index, queue_dir, note)
-    return rects, 0, None, note
+# ----------------------------------------------------------------------------- all labels
 
 
 def check_queue(queue_dir, manifest: dict | None = None) -> tuple[list, list]:
@@ -444,7 +235,7 @@ def check_queue(queue_dir, manifest: dict | None = None) -> tuple[list, list]:
     manifest = manifest or load_manifest(queue_dir)
     problems, notes = [], []
     for i in range(len(manifest["samples"])):
-        _, _, problem, note = _read_sample_checked(queue_dir, i, manifest)
+        _, _, problem, note = read_sample_checked(queue_dir, i, manifest)
         if problem:
             problems.append((i, problem))
         if note:
@@ -464,7 +255,7 @@ def move_aside_corrupt(queue_dir, manifest: dict | None = None) -> list[pathlib.
         problems, _ = check_queue(queue_dir, manifest)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for i, _why in problems:
-            sdir = _sample_dir(queue_dir, i)
+            sdir = sample_dir(queue_dir, i)
             dest = sdir / f"corrupt-{stamp}"
             dest.mkdir(exist_ok=True)
             for name in (GRASPS_JSON, CPOS):
@@ -472,31 +263,6 @@ def move_aside_corrupt(queue_dir, manifest: dict | None = None) -> list[pathlib.
                     os.replace(sdir / name, dest / name)
             moved.append(dest)
     return moved
-
-
-def save_sample(
-    queue_dir, index: int, rects, base_revision: int, manifest: dict | None = None
-) -> int:
-    """Validates and saves the whole grasp list of one sample; returns the new revision.
-
-    Raises:
-      TypeError, ValueError: bad rectangles (see `validate_rects`).
-      IndexError: no such sample.
-      RevisionConflict: ``base_revision`` is not the revision on disk.
-    """
-    manifest = manifest or load_manifest(queue_dir)
-    if not 0 <= index < len(manifest["samples"]):
-        raise IndexError(index)
-    if isinstance(rects, np.ndarray):
-        rects = rects.tolist()
-    arr = validate_rects(rects, manifest["height"], manifest["width"])
-    with queue_lock(queue_dir):
-        current, revision = read_sample(queue_dir, index, manifest)
-        if revision != base_revision:
-            raise RevisionConflict(revision, current)
-        sid = manifest["samples"][index]["id"]
-        _write_sample_files(_sample_dir(queue_dir, index), sid, arr, revision + 1)
-    return revision + 1
 
 
 def read_labels(queue_dir, include_empty: bool = True) -> dict[str, np.ndarray]:
@@ -530,7 +296,7 @@ def write_state(queue_dir, **changes) -> dict:
     with queue_lock(queue_dir):
         state = read_state(queue_dir)
         state.update(changes)
-        _atomic_write_json(pathlib.Path(queue_dir) / STATE, state)
+        atomic_write_json(pathlib.Path(queue_dir) / STATE, state)
     return state
 
 

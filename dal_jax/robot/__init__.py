@@ -22,11 +22,11 @@ from dal_jax.robot.camera import parse_intrinsics
 from dal_jax.robot.detector import MAX_TOP_K, GraspDetector
 from dal_jax.robot.figure import save_figure
 from dal_jax.robot.frames import Frame, as_depth_metres, read_depth
-from dal_jax.robot.loop import LatestSlot, LoopStats, run
 from dal_jax.robot.results import Detection, Grasp
 from dal_jax.robot.ros import RosSink, RosSource, image_msg_to_depth, ros_available
 from dal_jax.robot.sinks import StdoutSink, TcpSink, make_sink
 from dal_jax.robot.sources import FolderSource, NpzSource, make_source
+from dal_jax.robot.stream import LatestSlot, LoopStats, run
 
 __all__ = [
     "MAX_TOP_K",

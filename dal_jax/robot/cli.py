@@ -15,7 +15,7 @@ The loop, ``python -m dal_jax.robot``::
         [--sink=stdout|tcp:HOST:PORT|ros:/topic] [--fps=N] [--intrinsics=fx,fy,cx,cy]
         [--top_k=N] [--roi=TOP,LEFT,SIZE] [--max_frames=N] [--depth_scale=METRES_PER_UNIT]
 
-sends one JSON record per frame to the sink (`dal_jax.robot.loop`) and prints the run's stats
+sends one JSON record per frame to the sink (`dal_jax.robot.stream`) and prints the run's stats
 as one JSON object on stderr at the end, so stdout stays pure JSON lines.
 
 Depth units of every file or frame are decided from its stored dtype and values (integer =
@@ -41,10 +41,10 @@ from dal_jax.robot.camera import parse_intrinsics
 from dal_jax.robot.detector import MAX_TOP_K, GraspDetector
 from dal_jax.robot.figure import save_figure
 from dal_jax.robot.frames import read_depth
-from dal_jax.robot.loop import run
 from dal_jax.robot.results import Detection
 from dal_jax.robot.sinks import make_sink
 from dal_jax.robot.sources import make_source
+from dal_jax.robot.stream import run
 
 # ----------------------------------------------------------------------------- flag checks
 

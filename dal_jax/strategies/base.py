@@ -114,6 +114,10 @@ class Strategy:
     """
 
     name: str = "base"
+    # True: ``choose`` also takes ``past`` [N] int32, the order in which this run's earlier
+    # rounds picked each pool image (0, 1, ...; -1 = never picked by the strategy), for a
+    # strategy whose state carries over between rounds (graph density's reductions).
+    uses_past: bool = False
 
     def __init__(self, pool_batch: int = 16):
         self.pool_batch = int(pool_batch)
@@ -180,7 +184,7 @@ class Strategy:
         if fn is None:
             form = key[1]
 
-            def run(params, inputs, masks, keys, shared, k):
+            def run(params, inputs, masks, keys, shared, past, k):
                 self.traces += 1
                 emb = None
                 if self.uses_pool_pass():
@@ -188,7 +192,12 @@ class Strategy:
                     emb = pool_map(embed_one, params, inputs, self.pool_batch, form)
                 in_emb = None if emb is None else 0
                 choose = functools.partial(self.choose, k=k)
-                idx = jax.vmap(choose, in_axes=(in_emb, None, 0, 0))(emb, shared, masks, keys)
+                if self.uses_past:
+                    idx = jax.vmap(choose, in_axes=(in_emb, None, 0, 0, 0))(
+                        emb, shared, masks, keys, past
+                    )
+                else:
+                    idx = jax.vmap(choose, in_axes=(in_emb, None, 0, 0))(emb, shared, masks, keys)
                 # The embedding of the picks is what a scalar-scoring strategy ranked them by.
                 picked = None
                 if emb is not None and emb.ndim == 2:
@@ -199,7 +208,9 @@ class Strategy:
             self._compiled[key] = fn
         return fn
 
-    def select(self, trainer, states, inputs, masks, k: int, keys, with_scores: bool = False):
+    def select(
+        self, trainer, states, inputs, masks, k: int, keys, with_scores: bool = False, past=None
+    ):
         """For every seed, k distinct unlabelled pool indices.
 
         trainer: the `dal_jax.train.Trainer` that trained ``states``; states: TrainState with
@@ -215,7 +226,10 @@ class Strategy:
             models.check_input(inputs, trainer.config.in_channels)
         shared = self.shared(trainer, inputs)
         fn = self._program(trainer)
-        idx, picked = fn(states.params, inputs, jnp.asarray(masks), keys, shared, k=int(k))
+        if past is None:
+            past = np.full(masks.shape, -1, np.int32)
+        past = jnp.asarray(past, jnp.int32) if self.uses_past else None
+        idx, picked = fn(states.params, inputs, jnp.asarray(masks), keys, shared, past, k=int(k))
         if not with_scores:
             return np.asarray(idx)
         return np.asarray(idx), None if picked is None else self.score(picked)

@@ -1,4 +1,4 @@
-"""CS: core-set by k-centre greedy (Sener & Savarese 2018; SPEC section 7).
+"""CS: core-set by k-centre greedy (Sener & Savarese, ICLR 2018).
 
 Embeddings are the GG-CNN encoder's features of this seed's network (``features``: the
 flattened bottleneck by default), Euclidean distance. Starting from the labelled set as centres,

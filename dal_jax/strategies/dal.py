@@ -1,9 +1,9 @@
-"""DAL, the paper's strategy (Wei et al. 2023, Sec. III): a discriminator on the shared encoder's
+"""DAL, the paper's strategy (Wei et al., RA-L 2023): a discriminator on the shared encoder's
 pooled bottleneck learns P(labelled); each round the k unlabelled samples with the LOWEST p are
 selected.
 
 The discriminator is this strategy's plug-in (`Discriminator`): it trains jointly with GG-CNN on
-L = L_GSP + alpha * L_DAL (the paper's Eq. 4), so the encoder also sees the unlabelled images.
+L = L_GSP + alpha * L_DAL, so the encoder also sees the unlabelled images.
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
-"""GD: graph density (Ebert et al. 2012, as in google/active-learning; SPEC section 7).
+"""GD: graph density (Ebert et al. 2012, as in google/active-learning).
 
 Graph: k-NN (k = 10, Manhattan distance) on flattened inputs standardised per feature over the
 pool (zero mean, unit variance; constant features keep scale 1), made symmetric; every edge
 weighs exp(-gamma * d) with gamma = 1 / feature_dim. Density of a node = mean weight of its
 edges. Selection: repeatedly take the densest unlabelled node and subtract its density from its
 neighbours' densities.
+
+As in the reference sampler, which lives for a whole trial, the densities are computed once
+and the reductions of the nodes picked in earlier rounds persist: each round starts from the
+densities left by the previous rounds' picks (replayed in their order from ``past``, so the
+state needs no storage of its own and a resumed run selects the same images).
 
 ``features="inputs"`` (the reference) builds the graph on the raw pool, once per pool: it does not
 depend on the seed, and it is cached while the same pool object is passed again (rounds of one
@@ -67,9 +72,15 @@ def graph_from_features(x, n_neighbors: int):
     return knn_graph(manhattan_standardised(x), n_neighbors, 1.0 / x.shape[1])
 
 
-def greedy_density(weights, adj, labelled, k: int):
-    """weights / adj [N, N], labelled [N] bool -> [k] int32 picks in order."""
+def greedy_density(weights, adj, labelled, k: int, past=None):
+    """weights / adj [N, N], labelled [N] bool -> [k] int32 picks in order.
+
+    past [N] int32: the order in which earlier rounds picked each node (-1: never); their
+    density reductions are applied first, in that order.
+    """
     density = weights.sum(axis=1) / jnp.maximum(adj.sum(axis=1), 1)
+    if past is not None:
+        density = replay_reductions(density, adj, past)
 
     def body(i, carry):
         density, taken, out = carry
@@ -81,6 +92,19 @@ def greedy_density(weights, adj, labelled, k: int):
     return jax.lax.fori_loop(0, k, body, (density, labelled, out))[2]
 
 
+def replay_reductions(density, adj, past):
+    """The densities [N] after the picks recorded in ``past`` [N] (their order; -1: not
+    picked) each subtracted their density from their neighbours', in order."""
+    never = jnp.iinfo(jnp.int32).max
+    order = jnp.argsort(jnp.where(past >= 0, past, never))
+
+    def body(i, density):
+        idx = order[i]
+        return jnp.where(adj[idx], density - density[idx], density)
+
+    return jax.lax.fori_loop(0, jnp.sum(past >= 0), body, density)
+
+
 class GraphDensity(base.Strategy):
     """Graph-density selection.
 
@@ -89,6 +113,7 @@ class GraphDensity(base.Strategy):
     """
 
     name = "gd"
+    uses_past = True
 
     def __init__(self, features: str = "inputs", n_neighbors: int = 10, pool_batch: int = 16):
         super().__init__(pool_batch)
@@ -123,7 +148,8 @@ class GraphDensity(base.Strategy):
         """The raw-input graph (weights [N, N], adjacency [N, N]) for a pool [N, H, W, C]."""
         return self._graph_fn(jnp.asarray(inputs))
 
-    def choose(self, emb, shared, mask, key, k: int):
-        """emb [N, D] (encoder features) or shared = graph; mask [N] labelled -> [k] int32."""
+    def choose(self, emb, shared, mask, key, past, k: int):
+        """emb [N, D] (encoder features) or shared = graph; mask [N] labelled; past [N] the
+        order of earlier rounds' picks -> [k] int32."""
         weights, adj = shared if emb is None else graph_from_features(emb, self.n_neighbors)
-        return greedy_density(weights, adj, mask, k)
+        return greedy_density(weights, adj, mask, k, past)

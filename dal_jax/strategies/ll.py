@@ -1,11 +1,19 @@
-"""LL: learning loss (Yoo & Kweon 2019; SPEC section 7).
+"""LL: learning loss (Yoo & Kweon, CVPR 2019).
 
 A loss-prediction module reads the encoder's three feature levels (per level: global average
 pool -> FC 128 -> ReLU; concatenate; FC -> 1) and predicts GG-CNN's per-sample loss. It trains
-in the same joint step as GG-CNN with the pairwise ranking loss (margin 1, weight 1): the
+in the same joint step as GG-CNN with the pairwise ranking loss (margin 0.1, weight 1): the
 batch is split into pairs (i, B-1-i) and the module is asked to order each pair like the true
 losses by at least the margin. Its gradient reaches the encoder only during the first 60% of
 the round's steps (the reference detaches the features after epoch 120 of 200).
+
+Margin: the reference's 1 (with weight 1) was set for classification losses; the margin fixes
+the scale the module's predictions must separate pairs by, and so how hard the ranking term
+pulls on the shared encoder. Measured with this project's recipe (``python -m
+experiments.ll_scale``, BUILD.md "Baselines"): GG-CNN's per-sample losses are 0.7-1.9 with
+pair gaps of about 0.45, and with margin 1 the ranking term's gradient on the encoder was 1.1-2.9
+times the grasp loss's over a round; with 0.1 it is 0.3-1.4 times (median 0.5), so the grasp
+loss, not the ranking, leads the shared encoder.
 
 Selection: a random subset of up to 10,000 unlabelled samples, the k highest predicted losses.
 """
@@ -63,7 +71,7 @@ class LossPredictionPlugin(plugin.Plugin):
     needs_unlabelled = False
     joint = True
 
-    def __init__(self, hidden=128, margin=1.0, weight=1.0, stop_fraction=0.6, lr=1e-3):
+    def __init__(self, hidden=128, margin=0.1, weight=1.0, stop_fraction=0.6, lr=1e-3):
         self.module = LossNet(int(hidden))
         self.margin, self.weight = float(margin), float(weight)
         self.stop_fraction, self.lr = float(stop_fraction), float(lr)
@@ -96,7 +104,7 @@ class LearningLoss(base.Strategy):
     def __init__(
         self,
         hidden: int = 128,
-        margin: float = 1.0,
+        margin: float = 0.1,
         weight: float = 1.0,
         stop_fraction: float = 0.6,
         lr: float = 1e-3,

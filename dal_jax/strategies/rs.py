@@ -1,4 +1,4 @@
-"""RS: uniform random selection from the seed's own key (SPEC section 7)."""
+"""RS: uniform random selection from the seed's own key."""
 
 from __future__ import annotations
 

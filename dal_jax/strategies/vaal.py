@@ -1,4 +1,4 @@
-"""VAAL: variational adversarial active learning (Sinha et al. 2019; SPEC section 7).
+"""VAAL: variational adversarial active learning (Sinha et al., ICCV 2019).
 
 A VAE (latent 32, beta 1) on downsized pool images and a discriminator z -> 512 -> 512 -> 1 on
 the VAE mean. Per task step (inside the trainer's compiled step, `VAALPlugin.extra_update`):
@@ -7,10 +7,16 @@ adversary weight 1), then 1 discriminator step (labelled = 1, unlabelled = 0); A
 both. The task model is plain GG-CNN: VAAL does not touch it. Selection: the k unlabelled
 samples with the lowest D(mu).
 
+Input size: pool images are downsized to 32 x 32, the size of the reference's CIFAR inputs, so
+the VAE's layout (four stride-2 convs to 2 x 2) is the reference's; GG-CNN's 300 px inputs at
+full size would need two more conv stages the reference does not have.
+
 Departures from the reference code, all for a 2-core CPU: the VAE is narrower (conv widths
-``widths``; the reference uses 128-256-512-1024 on 32x32 images) and has no batch norm; both VAE
-steps of a task step reuse that step's batches (the reference draws a fresh batch for the
-second one). The VAE loss follows the reference: per-pixel mean squared error plus beta times
+``widths`` 32-64-128-256: 1.6 M parameters; the reference's 128-256-512-1024 have 22.8 M, and
+VAAL's two VAE steps per task step would then cost several times GG-CNN's own step) and has no
+batch norm; both VAE steps of a task step reuse that step's batches (the reference draws a
+fresh batch for the second one). ``--config.strategies.vaal.widths`` restores the reference
+widths on a machine that can afford them. The VAE loss follows the reference: per-pixel mean squared error plus beta times
 the KL divergence summed over latent units and batch samples.
 """
 

@@ -225,22 +225,27 @@ def pcd_text(range_m: np.ndarray, rgb: np.ndarray) -> str:
     return PCD_HEADER.format(w=w, h=h, n=n) + body
 
 
+def scene_id(i: int) -> str:
+    """The Cornell-style id of scene i: pcd0100.. in folder 01, pcd0200.. in 02, ..."""
+    return f"pcd{(i // 100 + 1) * 100 + i % 100:04d}"
+
+
 def write_scenes(
-    folder: pathlib.Path, num: int, crop: int, seed: int, mix=KIND_MIX["uniform"]
+    folder: pathlib.Path, num: int, crop: int, seed: int, mix=KIND_MIX["uniform"], mix_of=None
 ) -> dict[str, list[str]]:
     """Writes ``num`` scenes in the Cornell layout (folders 01, 02, ... of 100 scenes named
-    pcd0100.., pcd0200..), object kinds drawn with weights ``mix``. Deterministic in ``seed``.
-    Returns scene id -> the kinds of its objects."""
+    pcd0100.., pcd0200..), object kinds drawn with weights ``mix`` (or ``mix_of(scene id)``
+    per scene). Deterministic in ``seed``. Returns scene id -> the kinds of its objects."""
     ids = {}
     for i in range(num):
         rng = np.random.default_rng([seed, i])
+        sid = scene_id(i)
         scene = None
         while scene is None:  # resample (same stream) until a grasp is feasible
-            scene = make_scene(rng, crop, mix)
+            scene = make_scene(rng, crop, mix if mix_of is None else mix_of(sid))
         depth, rgb, rects, kinds = scene
         sub = folder / f"{i // 100 + 1:02d}"
         sub.mkdir(parents=True, exist_ok=True)
-        sid = f"pcd{(i // 100 + 1) * 100 + i % 100:04d}"
         (sub / f"{sid}.txt").write_text(pcd_text(depth, rgb))
         Image.fromarray(rgb).save(sub / f"{sid}r.png")
         text = grasp.format_cornell(rects)

@@ -2,6 +2,11 @@
 scenes (see scenes.py) written in the real Cornell file format into a temporary folder and read
 back through the Cornell reader (point cloud -> depth, inpainting, crop, rectangle parsing).
 Default config: 300 scenes, 96x96 crops, seed 0, seeded random 80/20 train (pool) / test split.
+
+``kind_mix='longtail'``: the pool's objects are drawn with the long-tailed kind frequencies of
+`scenes.KIND_MIX` (boxes and cylinders ten times as common as each other kind) while the test
+scenes keep every kind alike, so a strategy that finds the rare kinds can matter. The object
+kinds of each split are counted in the dataset's metadata (``kinds``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ class SyntheticConfig(cornell.CornellConfig):
     """num_scenes scenes at crop_size pixels, generated from seed (which also seeds the split)."""
 
     num_scenes: int = 300
+    kind_mix: str = "uniform"  # a key of scenes.KIND_MIX for the pool; the test set is uniform
 
 
 def make_config(num_scenes: int = 300, crop_size: int = 96, seed: int = 0) -> SyntheticConfig:
@@ -57,12 +63,29 @@ class Builder(cornell.Builder):
             raise ValueError(
                 f"{self.name}: --set num_scenes={n!r}: num_scenes must be an integer >= 1"
             )
+        mix = self.builder_config.kind_mix
+        if mix not in synth.KIND_MIX:
+            raise ValueError(
+                f"{self.name}: --set kind_mix={mix!r}: valid: {', '.join(synth.KIND_MIX)}"
+            )
 
     def _scenes(self, dl_manager, skips):
         cfg = self.builder_config
         self._cache = {}
+        # The split is known before the scenes are drawn (it depends on the ids only), so the
+        # test scenes can keep the uniform mix while the pool gets the configured one.
+        ids = [synth.scene_id(i) for i in range(cfg.num_scenes)]
+        _, test = common.split_ids(ids, cfg.test_fraction, cfg.seed, cfg.split_mode)
+        test = set(test)
+
+        def mix_of(sid):
+            return synth.KIND_MIX["uniform" if sid in test else cfg.kind_mix]
+
         with tempfile.TemporaryDirectory(prefix="synthetic_grasps_") as tmp:
-            synth.write_scenes(pathlib.Path(tmp), cfg.num_scenes, cfg.crop_size, cfg.seed)
+            kinds = synth.write_scenes(
+                pathlib.Path(tmp), cfg.num_scenes, cfg.crop_size, cfg.seed, mix_of=mix_of
+            )
+            self.info.metadata["kinds"] = _kind_counts(kinds, test)
             found = common.find_cornell_scenes([tmp])
             # Read every scene now, while the files exist; the examples are small.
             for sid, files in found.items():
@@ -71,3 +94,12 @@ class Builder(cornell.Builder):
 
     def _load(self, scene_id, files, skips):
         return self._cache.pop(scene_id)
+
+
+def _kind_counts(kinds: dict, test: set) -> dict:
+    """{"train": {kind: objects}, "test": {...}} from scene id -> the kinds of its objects."""
+    out = {"train": dict.fromkeys(synth.KINDS, 0), "test": dict.fromkeys(synth.KINDS, 0)}
+    for sid, names in kinds.items():
+        for k in names:
+            out["test" if sid in test else "train"][k] += 1
+    return out

@@ -1,4 +1,4 @@
-"""The paper's Cornell experiment (Wei et al. 2023, Sec. IV; Fig. 6).
+"""The paper's Cornell experiment (Wei et al., RA-L 2023).
 
 885 RGB-D images of 240 objects, split 80/20 into a 708-image pool and a 177-image test set.
 60 random images labelled initially, 60 more per round, 10 rounds; depth input at 300 px.

@@ -1,4 +1,4 @@
-"""The paper's noisy-Cornell experiment (Wei et al. 2023, Sec. IV; Fig. 8): Cornell with
+"""The paper's noisy-Cornell experiment (Wei et al., RA-L 2023): Cornell with
 uniform(-45, 45) degrees added to the angle of every training rectangle, and Cornell's protocol
 (experiments/configs/cornell.py).
 

@@ -1,4 +1,4 @@
-"""The paper's Jacquard experiment (Wei et al. 2023, Sec. IV; Fig. 7).
+"""The paper's Jacquard experiment (Wei et al., RA-L 2023).
 
 300 random Jacquard objects x 5 views: one random view per object is the test set (300), the
 other 1200 are the pool, and one recorded view per object (300) is labelled initially

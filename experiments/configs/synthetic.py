@@ -9,8 +9,13 @@ the last round's model has had all of them, and a round trains 80 + 2 per labell
 learn by 300 steps. No validation split: with 20-100 labels the training loss chooses the
 weights (dal_jax.fit). BUILD.md "Training recipe" has the measurements.
 
-Variants: ':smoke' (tiny, for tests).
+Variants: ':smoke' (tiny, for tests); ':longtail', a pool where selection can matter: the pool's
+objects are long-tailed (boxes and cylinders ten times as common as each of the four other
+kinds) while the test set keeps every kind alike; 400 scenes (320 pool / 80 test), 10 labelled
+initially and +10 per round for 6 rounds, so random sampling has seen few of the rare kinds.
 """
+
+import ml_collections
 
 from experiments.configs import default
 
@@ -30,6 +35,12 @@ def get_config(variant: str | None = None):
     c.warm_start = True
     if variant == "smoke":
         return default.smoke(c)
+    if variant == "longtail":
+        c.synthetic = ml_collections.ConfigDict(
+            {"num_scenes": 400, "crop_size": 96, "seed": 0, "kind_mix": "longtail"}
+        )
+        c.initial, c.budget, c.rounds = 10, 10, 6
+        return c
     if variant:
-        raise ValueError(f"unknown variant {variant!r}; valid: smoke")
+        raise ValueError(f"unknown variant {variant!r}; valid: smoke, longtail")
     return c

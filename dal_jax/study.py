@@ -1,0 +1,152 @@
+"""A study: every strategy (or every alpha) on the same seeds, and its paired report.
+
+``run(config, DIR, strategies=...)`` runs each strategy as its own experiment in
+``DIR/<strategy>/`` (`dal_jax.loop`: resumable, and seed s starts from the same initial pool
+for every strategy, so the trials are paired by seed). ``run(config, DIR, alphas=...)`` is the
+alpha study: one DAL experiment with the alphas batched, in ``DIR/alpha/``. Either way the
+report (`dal_jax.study_report`) compares every entry with a baseline (random sampling; alpha 0)
+and is written to DIR: study.md, study.json, study.png and per entry selected.png.
+
+A second call with the same DIR finishes what is missing and recomputes the report. A folder
+holding a run of another config is refused before anything trains. A strategy that fails does
+not stop the others; the report marks it incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import time
+import traceback
+
+import numpy as np
+
+from dal_jax import experiment, fit, loop, results, strategies, study_figures, study_report
+from dal_jax.runs import parse_alphas
+from dal_jax.workdir import check_workdir
+
+log = logging.getLogger("dal_jax")
+ALPHA_FOLDER = "alpha"
+
+
+def parse_strategies(names) -> tuple[str, ...]:
+    """'rs,dal' or a sequence -> names in the given order; ValueError listing the valid ones."""
+    items = names.split(",") if isinstance(names, str) else list(names)
+    items = [n.strip().lower() for n in items if n.strip()]
+    bad = [n for n in items if n not in strategies.NAMES]
+    if bad or not items:
+        raise ValueError(
+            f"unknown strategy {', '.join(map(repr, bad)) or '(none given)'} in --strategies; "
+            f"valid: {', '.join(strategies.NAMES)}"
+        )
+    if len(set(items)) != len(items):
+        raise ValueError(f"--strategies={','.join(items)} names a strategy twice")
+    return tuple(items)
+
+
+def _entries(config, names, alphas) -> dict:
+    """folder -> resolved config of every experiment of the study."""
+    if alphas is not None:
+        c = experiment.resolve(_with(config, strategy="dal", alpha=",".join(map(str, alphas))))
+        return {ALPHA_FOLDER: c}
+    return {n: experiment.resolve(_with(config, strategy=n)) for n in names}
+
+
+def _with(config, **fields):
+    c = config.copy_and_resolve_references()
+    for k, v in fields.items():
+        c[k] = v
+    return c
+
+
+def run(config, workdir, strategies=strategies.NAMES, alphas=None, progress=True) -> dict:
+    """Runs (or finishes) the study in ``workdir`` and writes its report; returns study.json's
+    dict. ``alphas``: a tuple of two or more DAL weights for the alpha study (then
+    ``strategies`` is not used)."""
+    workdir = pathlib.Path(workdir).expanduser()
+    if alphas is not None:
+        alphas = parse_alphas(alphas)
+        if len(alphas) < 2:
+            raise ValueError("an alpha study needs two or more alphas (e.g. --alpha=0,0.1)")
+    entries = _entries(config, parse_strategies(strategies), alphas)
+    for folder, c in entries.items():
+        if (workdir / folder).exists():
+            check_workdir(workdir / folder, c)
+    first = next(iter(entries.values()))
+    ds = experiment.load_data(first)
+    per_entry = sum(loop.round_steps(first, experiment.initial_count(first, ds)))
+    bar = fit.progress_bar(len(entries) * per_entry, f"study x{first.seeds} seeds", progress)
+    failed = {}
+    for i, (folder, c) in enumerate(entries.items()):
+        t0 = time.time()
+        try:
+            loop.run(c, workdir / folder, progress=progress, bar=bar)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one strategy's failure must not end the study
+            failed[folder] = f"{type(e).__name__}: {e}"
+            log.error("study: %s failed\n%s", folder, traceback.format_exc())
+        bar.n = (i + 1) * per_entry
+        bar.refresh()
+        bar.write(_finished_line(workdir / folder, folder, failed.get(folder), time.time() - t0))
+    bar.close()
+    return report(workdir, entries, ds, failed)
+
+
+def _finished_line(folder: pathlib.Path, name: str, error, seconds: float) -> str:
+    if error:
+        return f"{name}: FAILED ({error}); its finished rounds are kept in {folder}"
+    res = _load_results(folder)
+    last = res[next(iter(res))]["rounds"][-1] if res else None
+    if last is None:
+        return f"{name}: no results"
+    acc = fit.mean_accuracy(last["accuracy"])
+    return f"{name}: done, {last['labeled']} labelled, mean accuracy {100 * acc:.1f}% ({seconds:.0f} s)"
+
+
+def _load_results(folder: pathlib.Path) -> dict:
+    """label -> results.json of an experiment folder (one per alpha of a grid)."""
+    out = {}
+    grid = folder / "alpha_study.json"
+    if grid.is_file():
+        for res in json.loads(grid.read_text()):
+            out[f"alpha {res['alpha']:g}"] = res
+    elif (folder / "results.json").is_file():
+        res = json.loads((folder / "results.json").read_text())
+        out[res["strategy"]] = res
+    return out
+
+
+def report(workdir: pathlib.Path, entries: dict, ds, failed: dict) -> dict:
+    """Writes study.md/json/png and selected.png from what the folders hold; returns the
+    report (with ``incomplete``: entry -> why, for failed or unfinished ones)."""
+    found = {}
+    for folder in entries:
+        found.update(_load_results(workdir / folder))
+    if not found:
+        raise ValueError(f"{workdir}: no finished round in any experiment of the study")
+    c = next(iter(entries.values()))
+    incomplete = dict(failed)
+    for label, res in found.items():
+        if len(res["rounds"]) < c.rounds and label not in incomplete:
+            incomplete[label] = f"{len(res['rounds'])} of {c.rounds} rounds"
+    baseline = _baseline(found)
+    upper = results.upper_bound(workdir, c)
+    rep = study_report.write(
+        workdir, found, baseline, upper=next(iter(upper.values()), None), incomplete=incomplete
+    )
+    images = ds.pool.depth if ds.pool.depth is not None else ds.pool.inputs[..., 0]
+    for label, res in found.items():
+        out = workdir / (ALPHA_FOLDER if label.startswith("alpha") else label)
+        name = "selected.png" if not label.startswith("alpha") else f"selected_{label[6:]}.png"
+        study_figures.plot_selected(out / name, np.asarray(images), res, seed_index=0)
+    return rep
+
+
+def _baseline(found: dict) -> str:
+    """Random sampling; in an alpha study alpha 0 (else the smallest alpha)."""
+    if "rs" in found:
+        return "rs"
+    alphas = sorted((float(k[6:]), k) for k in found if k.startswith("alpha "))
+    return alphas[0][1] if alphas else next(iter(found))

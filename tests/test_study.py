@@ -1,0 +1,127 @@
+"""experiments.study / dal_jax.study: every strategy on the same seeds, the paired report,
+resume, a failing strategy and a folder of another config."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dal_jax import study, study_report
+from experiments.configs import synthetic
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def smoke(**overrides):
+    c = synthetic.get_config("smoke")
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def six(tmp_path_factory):
+    """The :smoke study of all six strategies with two seeds."""
+    wd = tmp_path_factory.mktemp("study")
+    return wd, study.run(smoke(), wd, progress=False)
+
+
+@pytest.mark.slow
+def test_six_strategy_smoke_study_writes_the_report(six):
+    wd, rep = six
+    for name in ("study.png", "study.md", "study.json"):
+        assert (wd / name).stat().st_size > 0, name
+    assert json.loads((wd / "study.json").read_text()) == rep
+    assert rep["labels"] == ["rs", "gd", "cs", "ll", "vaal", "dal"] and rep["baseline"] == "rs"
+    assert set(rep["diff"]) == {"gd", "cs", "ll", "vaal", "dal"}
+    md = (wd / "study.md").read_text()
+    assert md.splitlines()[2].startswith("- ")  # the verdict sentences come first
+    for name in rep["labels"]:
+        res = json.loads((wd / name / "results.json").read_text())
+        sel = np.asarray(res["rounds"][0]["selected"])
+        assert sel.shape == (2, 4) and all(len(set(row)) == 4 for row in sel.tolist())
+        assert (wd / name / "selected.png").stat().st_size > 0
+    # Paired: seed s starts from the same labelled pool in every strategy.
+    first = {n: json.loads((wd / n / "results.json").read_text()) for n in rep["labels"]}
+    dal = first["dal"]["rounds"][0]
+    assert np.asarray(dal["selected_score"]).shape == (2, 4)  # DAL's p of its picks
+    assert all(0 < p < 1 for row in dal["selected_score"] for p in row)
+    assert first["rs"]["rounds"][0]["selected_score"] is None
+
+
+@pytest.mark.slow
+def test_a_half_finished_study_resumes_to_the_same_numbers(six, tmp_path):
+    full, _ = six
+    # Stopped after the first round of each strategy (rounds may differ on resumption).
+    study.run(smoke(rounds=1), tmp_path, strategies="rs,dal", progress=False)
+    assert (
+        json.loads((tmp_path / "dal" / "results.json").read_text())["rounds"][0]["selected"] == []
+    )
+    rep = study.run(smoke(), tmp_path, strategies="rs,dal", progress=False)
+    for name in ("rs", "dal"):
+        a = json.loads((full / name / "results.json").read_text())
+        b = json.loads((tmp_path / name / "results.json").read_text())
+        assert a == b, name
+    assert rep["labels"] == ["rs", "dal"] and not rep["incomplete"]
+
+
+@pytest.mark.slow
+def test_a_failing_strategy_is_marked_incomplete_and_the_others_kept(six, tmp_path):
+    c = smoke()
+    c.strategies.vaal.size = 20  # not a multiple of 16: VAAL refuses to start
+    rep = study.run(c, tmp_path, strategies="rs,vaal", progress=False)
+    assert "vaal" in rep["incomplete"] and "multiple of 16" in rep["incomplete"]["vaal"]
+    assert rep["labels"] == ["rs"]
+    assert "Incomplete: vaal" in (tmp_path / "study.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_folder_of_another_config_is_refused_before_training(six):
+    wd, _ = six
+    with pytest.raises(ValueError, match=r"seeds: 2 -> 3"):
+        study.run(smoke(seeds=3), wd, progress=False)
+
+
+def test_unknown_strategies_list_the_valid_ones():
+    with pytest.raises(ValueError, match="'entropy'.*valid: rs, gd, cs, ll, vaal, dal"):
+        study.parse_strategies("rs,entropy")
+    with pytest.raises(ValueError, match="twice"):
+        study.parse_strategies("rs,dal,rs")
+    assert study.parse_strategies(" DAL , rs") == ("dal", "rs")
+
+
+def test_the_cli_refuses_an_unknown_strategy(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "experiments.study", "--strategies=rs,bogus", "--noprogress",
+         "--config=experiments/configs/default.py:smoke", f"--workdir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.strip().endswith("valid: rs, gd, cs, ll, vaal, dal"), res.stderr
+
+
+def _results(label, acc):
+    """A results.json dict with accuracy [S, T] over 20, 40, ... labelled."""
+    rounds = [
+        {"round": t, "labeled": 20 * (t + 1), "accuracy": list(acc[:, t]),
+         "collapsed": [False] * len(acc), "selected": []}
+        for t in range(acc.shape[1])
+    ]  # fmt: skip
+    return {"strategy": label, "alpha": 0.1, "seeds": len(acc), "rounds": rounds}
+
+
+def test_paired_statistics_of_a_hand_computed_case():
+    """Five seeds, a strategy exactly 5 points above the baseline in every seed and round:
+    the difference is 5 points with the CI [5, 5] (every resample has the same mean), and
+    Wilcoxon's exact two-sided p is 2 / 2^5 = 0.0625 (all five signs positive is one of 32
+    equally likely patterns, and all negative the other extreme)."""
+    base = np.array([[0.5, 0.6, 0.7], [0.4, 0.5, 0.6], [0.6, 0.6, 0.8], [0.3, 0.5, 0.5],
+                     [0.5, 0.7, 0.7]])  # fmt: skip
+    rep = study_report.build({"rs": _results("rs", base), "x": _results("x", base + 0.05)}, "rs")
+    d = rep["diff"]["x"]["aulc"]
+    assert d["mean"] == pytest.approx(0.05) and d["ci"] == pytest.approx([0.05, 0.05])
+    assert d["p"] == pytest.approx(0.0625) and d["n"] == 5
+    # AULC of the baseline's seed 0: trapezoids (0.55 + 0.65) * 20 / 40 = 0.6.
+    assert rep["aulc"]["rs"]["per_seed"][0] == pytest.approx(0.6)
