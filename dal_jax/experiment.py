@@ -9,10 +9,13 @@ from those files (`experiments.configs.complete`) before calling in here.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from dal_jax import data, strategies, train
-from dal_jax.runs import Grid
+from dal_jax.runs import INIT, Grid
 
 ORACLES = ("gt", "human")
 # Fields that may stay None: "no initial count" means the dataset's recorded initial set.
@@ -45,6 +48,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         raise ValueError("seeds, rounds, budget and steps_per_round must all be >= 1")
     if c.image_size % 12:
         raise ValueError(f"image_size must be a multiple of 12; got {c.image_size}")
+    if c.dataset == "frames" and c.oracle != "human":
+        raise ValueError("a folder of frames is labelled by you: use --oracle=human")
     if c.oracle == "human" and grid.num_runs != 1:
         raise ValueError("--oracle=human labels for one run: use --seeds=1 and a single alpha")
     c.lock()
@@ -72,7 +77,8 @@ def load_data(c) -> data.Dataset:
     ds = data.load_dataset(
         c.dataset, c.data_dir, size=size, channels=c.channels, config=c.dataset_config, **kwargs
     )
-    if len(ds.pool) == 0 or len(ds.test) == 0:
+    # A user's frames have no test split: the loop draws the user's hold-out (dal_jax.room).
+    if len(ds.pool) == 0 or (len(ds.test) == 0 and c.dataset != "frames"):
         raise ValueError(f"{c.dataset}: empty pool ({len(ds.pool)}) or test split ({len(ds.test)})")
     if ds.pool.inputs.shape[1] != c.image_size:
         raise ValueError(f"{c.dataset} loaded at {ds.pool.inputs.shape[1]} px, not {c.image_size}")
@@ -150,3 +156,62 @@ def checkpoint_meta(c, **extra) -> dict:
         "seeds": c.seeds,
         **extra,
     }
+
+
+def for_trial_split(c, s: int) -> ml_collections.ConfigDict:
+    """The one-seed experiment of trial ``s`` when every trial draws its own split
+    (``split_from_seed``): seed ``c.seed + s`` both for the trial and for the dataset's split,
+    subset, noise or scenes."""
+    sub = ml_collections.ConfigDict(c.to_dict())
+    seed = c.seed + s
+    sub.update(seeds=1, seed=seed, split_from_seed=False)
+    if c.dataset == "synthetic_grasps":
+        sub.synthetic.seed = seed
+    else:
+        sub.dataset_kwargs.seed = seed
+        if c.dataset == "cornell_noisy":
+            sub.dataset_kwargs.noise_seed = seed
+    return resolve(sub)
+
+
+def load_prior(c, trainer: train.Trainer, image_shape) -> dict | None:
+    """The GG-CNN parameters of ``c.init_from`` (a run's workdir, an ``experiments.train``
+    workdir or converted PyTorch weights), or None without one. ValueError naming the
+    difference when that model takes other inputs (channels, input scaling) or has another
+    architecture (a parameter of another shape, or missing)."""
+    if not c.get("init_from"):
+        return None
+    from dal_jax import checkpoint
+
+    params, meta, _ = checkpoint.load_ggcnn(c.init_from)
+    where = f"--init_from={c.init_from}"
+    for field, ours in (("in_channels", in_channels(c)), ("input_scale", float(c.input_scale))):
+        theirs = meta.get(field, 1 if field == "in_channels" else 1.0)
+        if theirs != ours:
+            raise ValueError(
+                f"{where}: its model takes {field} {theirs!r}, this config {ours!r}; "
+                f"set --config.{'channels' if field == 'in_channels' else field} to match"
+            )
+    want = trainer.init_state(jax.random.key(0), image_shape).params["ggcnn"]
+    got = jax.tree_util.tree_flatten_with_path(params)[0]
+    shapes = {jax.tree_util.keystr(k): np.shape(v) for k, v in got}
+    for k, v in jax.tree_util.tree_flatten_with_path(want)[0]:
+        name = jax.tree_util.keystr(k)
+        if shapes.get(name) != np.shape(v):
+            raise ValueError(
+                f"{where}: another architecture: parameter {name} is {shapes.get(name)} there, "
+                f"{np.shape(v)} here"
+            )
+    return params
+
+
+def initial_states(trainer: train.Trainer, grid: Grid, round_index: int, image_shape, prior=None):
+    """Every run's networks for a round that starts afresh: new ones from the round's INIT
+    keys, with GG-CNN's parameters replaced by ``prior`` (prior knowledge) when given."""
+    states = trainer.init_states(grid.keys(INIT, round_index), image_shape)
+    if prior is None:
+        return states
+    tiled = jax.tree.map(
+        lambda a: jnp.broadcast_to(jnp.asarray(a), (grid.num_runs, *a.shape)), prior
+    )
+    return states.replace(params={**states.params, "ggcnn": tiled})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import pathlib
 import signal
@@ -31,6 +32,7 @@ from dal_jax import (
     fit,
     oracle,
     results,
+    room,
     strategies,
     train,
 )
@@ -46,13 +48,15 @@ log = logging.getLogger("dal_jax")
 @dataclasses.dataclass
 class LoopState:
     """What a finished round leaves for the next: masks [R, N], the per-round records, human
-    labels by pool index, and the networks (TrainState [R, ...])."""
+    labels by pool index, the networks (TrainState [R, ...]) and, with ``--init_from``, the
+    prior model's record (round -1)."""
 
     round: int
     masks: np.ndarray
     history: list
     human_labels: dict
     states: train.TrainState | None
+    prior: dict | None = None
 
 
 def try_resume(workdir: pathlib.Path, template: train.TrainState, num_pool: int):
@@ -75,7 +79,8 @@ def try_resume(workdir: pathlib.Path, template: train.TrainState, num_pool: int)
     if rnd is None:
         return None
     labels = {int(k): np.asarray(v, np.float64) for k, v in meta["human_labels"].items()}
-    return LoopState(rnd, np.asarray(arrays["masks"]), meta["history"], labels, states)
+    masks = np.asarray(arrays["masks"])
+    return LoopState(rnd, masks, meta["history"], labels, states, meta.get("prior"))
 
 
 def save_round(workdir, c, grid: Grid, ls: LoopState, ds: data.Dataset):
@@ -88,6 +93,7 @@ def save_round(workdir, c, grid: Grid, ls: LoopState, ds: data.Dataset):
         human_labels={str(k): v.tolist() for k, v in ls.human_labels.items()},
         num_pool=len(ds.pool),
         alphas=list(grid.alphas),
+        prior=ls.prior,
     )
     checkpoint.save(workdir, ls.round, ls.states, {"masks": ls.masks}, meta)
 
@@ -107,6 +113,7 @@ class _Context:
     ds: data.Dataset
     pool: data.Pool  # ds.pool with its inputs and targets on the device once
     on_annotate_url: object
+    prior: dict | None  # --init_from's GG-CNN parameters
 
 
 def run(config, workdir, progress: bool = True, on_annotate_url=None, bar=None) -> dict:
@@ -120,6 +127,8 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None, bar=None) 
     rounds already finished and by every training step, and left open.
     """
     c = experiment.resolve(config)
+    if c.split_from_seed:
+        return _run_trials(c, workdir, progress, on_annotate_url, bar)
     with claim(workdir, exclusive=jax.process_index() == 0) as path:
         check_workdir(path, c)
         if jax.process_index() == 0:
@@ -128,11 +137,33 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None, bar=None) 
         return _run_rounds(ctx, ls, progress, bar)
 
 
+def _run_trials(c, workdir, progress, on_annotate_url, bar) -> dict:
+    """``split_from_seed``: trial s runs alone in ``workdir/seed_<s>/`` on the split drawn from
+    its seed (each trial has its own pool, so they cannot share one program); their results
+    are merged into ``workdir`` as one experiment's. Returns the first alpha's results."""
+    grid = Grid.of(c)
+    with claim(workdir) as path:
+        check_workdir(path, c)
+        for s in range(c.seeds):
+            run(
+                experiment.for_trial_split(c, s), path / f"seed_{s}", progress, on_annotate_url, bar
+            )
+        per_group = []
+        for alpha in grid.alphas:
+            sub = "" if grid.groups == 1 else f"alpha_{alpha:g}"
+            trials = [path / f"seed_{s}" / sub / "results.json" for s in range(c.seeds)]
+            per_group.append(results.merge_trials([json.loads(t.read_text()) for t in trials]))
+        results.write_groups(path, c, grid, per_group)
+        return per_group[0]
+
+
 def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopState]:
     """Loads the data, checks what needs no training, builds the trainer and resumes (or
     starts) the loop state."""
     grid = Grid.of(c)
     ds = experiment.load_data(c)
+    if room.is_room(c):  # the user's own frames: the user's hold-out is the test set
+        ds = room.split_holdout(c, ds, workdir, on_annotate_url)
     fresh = experiment.initial_masks(c, ds, grid)
     experiment.check_budget(c, ds)
     strategy = experiment.strategy(c)
@@ -144,13 +175,22 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
     template = trainer.init_states(grid.keys(0, 0), ds.pool.inputs.shape[1:])
     ls = try_resume(workdir, template, len(ds.pool))
     if ls is None:
-        ls = LoopState(-1, fresh, [], {}, None)
+        labels = {}
+        if room.is_room(c):  # no ground truth: the user labels the initial set too
+            queue = oracle.round_queue(workdir, 0)
+            initial = np.flatnonzero(fresh[0])
+            labels = oracle.annotate(c, ds.pool, initial, queue, on_annotate_url, 0, True)
+        ls = LoopState(-1, fresh, [], labels, None)
     else:
         print(f"resuming {workdir} after round {ls.round}", flush=True)
     pool = dataclasses.replace(
         ds.pool, inputs=jnp.asarray(ds.pool.inputs), targets=jnp.asarray(ds.pool.targets)
     )
-    return _Context(c, workdir, grid, strategy, trainer, ds, pool, on_annotate_url), ls
+    prior = experiment.load_prior(c, trainer, ds.pool.inputs.shape[1:])
+    ctx = _Context(c, workdir, grid, strategy, trainer, ds, pool, on_annotate_url, prior)
+    if prior is not None and ls.prior is None:
+        ls = dataclasses.replace(ls, prior=_prior_record(ctx))
+    return ctx, ls
 
 
 def _run_rounds(ctx: _Context, ls: LoopState, progress: bool, shared_bar=None) -> dict:
@@ -178,7 +218,7 @@ def _run_rounds(ctx: _Context, ls: LoopState, progress: bool, shared_bar=None) -
         bar.set_postfix_str(_round_summary(record))
     if shared_bar is None:
         bar.close()
-    return results.for_group(c, ctx.grid, ls.history, 0)
+    return results.for_group(c, ctx.grid, ls.history, 0, ls.prior)
 
 
 def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
@@ -186,6 +226,10 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
     the LoopState with the round's record appended."""
     c, r = ctx.c, ls.round + 1
     states = ls.states if (c.warm_start and ls.states is not None) else None
+    if states is None:
+        states = experiment.initial_states(
+            ctx.trainer, ctx.grid, r, ctx.pool.inputs.shape[1:], ctx.prior
+        )
     targets = oracle.apply_human_labels(ctx.pool.targets, ls.human_labels, c.image_size)
     t0, base = time.time(), bar.n
     states, info, steps, val = fit.train_runs(
@@ -228,6 +272,27 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
     return dataclasses.replace(ls, round=r, states=states, history=[*ls.history, record])
 
 
+def _prior_record(ctx: _Context) -> dict:
+    """Round -1: the ``--init_from`` model on the test set, before this run's labels."""
+    states = experiment.initial_states(
+        ctx.trainer, ctx.grid, 0, ctx.pool.inputs.shape[1:], ctx.prior
+    )
+    diag = fit.assess(ctx.trainer, states, ctx.ds.test)
+    acc = diag.pop("accuracy")
+    log.info("round -1 (the --init_from model): mean accuracy %.4f", fit.mean_accuracy(acc))
+    num = ctx.grid.num_runs
+    return {
+        "round": -1,
+        "labeled": [0] * num,
+        "accuracy_all": acc,
+        "steps": 0,
+        "model_choice": "init_from",
+        "diagnostics": diag,
+        "selected": [],
+        "selected_score": None,
+    }
+
+
 def _log_divergence(grid: Grid, r: int, info: fit.FitInfo) -> None:
     for i in np.flatnonzero(info.diverged_at >= 0):
         log.warning(
@@ -265,7 +330,10 @@ def _select(ctx: _Context, ls: LoopState) -> LoopState:
     }
     labels = ls.human_labels
     if c.oracle == "human":
-        new = oracle.annotate(ctx.workdir, c, ctx.ds, ls.round, sel[0], ctx.on_annotate_url)
+        queue = oracle.round_queue(ctx.workdir, ls.round + 1)
+        new = oracle.annotate(
+            c, ctx.ds.pool, sel[0], queue, ctx.on_annotate_url, ls.round + 1, room.is_room(c)
+        )
         labels = {**labels, **new}
     masks = ls.masks.copy()
     np.put_along_axis(masks, sel, True, axis=1)
@@ -289,7 +357,7 @@ def _save(ctx: _Context, ls: LoopState):
     with _sigint_deferred():
         save_round(ctx.workdir, ctx.c, ctx.grid, ls, ctx.ds)  # orbax: every process takes part
         if jax.process_index() == 0:  # the other hosts hold the same numbers
-            results.write(ctx.workdir, ctx.c, ctx.grid, ls.history)
+            results.write(ctx.workdir, ctx.c, ctx.grid, ls.history, ls.prior)
 
 
 @contextlib.contextmanager

@@ -39,26 +39,35 @@ def apply_human_labels(targets, labels: dict, size: int):
     return targets
 
 
-def annotate(workdir, c, ds: data.Dataset, round_index: int, selected, on_url=None) -> dict:
-    """Serves the annotation page for one run's selected pool indices ``selected`` [k] (the
-    picks made after round ``round_index``) and returns their labels {pool index: rectangles}.
+def round_queue(workdir, round_index: int) -> pathlib.Path:
+    """The annotation queue of the images labelled before round ``round_index``."""
+    return pathlib.Path(workdir) / "annotate" / f"round_{round_index:03d}"
 
-    The queue lives in ``workdir/annotate/round_<r+1>/``, so labels saved there survive a
-    restart. on_url(url) is told where the page is (default: printed).
+
+def annotate(c, pool: data.Pool, idx, queue_dir, on_url=None, round_index=0, existing=False):
+    """Serves the pool images ``idx`` [k] on the annotation page from ``queue_dir`` and returns
+    their labels {pool index: rectangles [G, 4, 2]} once the labeller presses Finish.
+
+    Labels are saved in the queue as they are drawn, so a restart serves the same images with
+    everything saved so far. ``existing``: start from the rectangles the images already have
+    (a user's frames with a cpos.txt), to check or correct. on_url(url) is told where the page
+    is (default: printed).
     """
     from dal_jax import annotate as page
 
-    idx = [int(i) for i in selected]
-    queue = pathlib.Path(workdir) / "annotate" / f"round_{round_index + 1:03d}"
-    ids = [str(ds.pool.ids[i]) for i in idx]
-    rgb = None if ds.pool.rgb is None else ds.pool.rgb[idx]
-    depth = ds.pool.depth[idx] if ds.pool.depth is not None else ds.pool.inputs[idx, ..., 0]
-    page.write_queue(queue, ids, rgb, depth, round_index + 1)
+    idx = [int(i) for i in idx]
+    ids = [str(pool.ids[i]) for i in idx]
+    rgb = None if pool.rgb is None else pool.rgb[idx]
+    depth = pool.depth[idx] if pool.depth is not None else pool.inputs[idx, ..., 0]
+    start = None
+    if existing:
+        start = {sid: pool.gt_rects[i][pool.gt_mask[i]] for i, sid in zip(idx, ids)}
+    page.write_queue(queue_dir, ids, rgb, depth, round_index, existing_rects=start)
     if on_url is None:
 
         def on_url(u):
-            print(f"round {round_index + 1}: annotate at {u}", flush=True)
+            print(f"annotate ({pathlib.Path(queue_dir).name}) at {u}", flush=True)
 
-    labels = page.annotate_queue(queue, c.annotate_host, c.annotate_port, on_url=on_url)
+    labels = page.annotate_queue(queue_dir, c.annotate_host, c.annotate_port, on_url=on_url)
     empty = np.zeros((0, 4, 2))
     return {i: np.asarray(labels.get(sid, empty), np.float64) for i, sid in zip(idx, ids)}

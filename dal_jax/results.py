@@ -7,7 +7,8 @@ results.json (one per alpha; in ``alpha_<a>/`` when there is a grid)::
      "rounds": [{"round", "labeled", "accuracy": [S], "collapsed": [S], "steps", "model_choice",
                  "diagnostics": {name: [S]}, "selected": [S][k], "selected_score": [S][k] | None}]}
 
-``accuracy`` is null for a run that diverged before any finite weights were kept;
+With ``--init_from`` the first entry is round -1: the prior model on the test set, before any
+label of this run. ``accuracy`` is null for a run that diverged before any finite weights were kept;
 ``selected`` is empty in the last round; ``selected_score`` is the strategy's score of each
 pick (DAL: p = P(labelled)), null for strategies without one.
 """
@@ -24,11 +25,12 @@ log = logging.getLogger("dal_jax")
 SUPERVISED = "supervised"  # the ``kind`` of an experiments.train results.json
 
 
-def for_group(c, grid: Grid, history: list, a: int) -> dict:
-    """The results.json dict of group (alpha) ``a`` from the loop's per-round records."""
+def for_group(c, grid: Grid, history: list, a: int, prior: dict | None = None) -> dict:
+    """The results.json dict of group (alpha) ``a`` from the loop's per-round records; with
+    ``--init_from``, ``prior`` (the prior model's record) comes first as round -1."""
     sl = grid.group(a)
     rounds = []
-    for rec in history:
+    for rec in ([prior] if prior else []) + list(history):
         diag = rec.get("diagnostics", {})
         scores = rec.get("selected_score")
         rounds.append(
@@ -82,23 +84,27 @@ def upper_bound(workdir, c) -> dict:
     return {f"supervised, all {res['labeled']} labelled": res}
 
 
-def write(workdir: pathlib.Path, c, grid: Grid, history: list) -> None:
+def write(workdir: pathlib.Path, c, grid: Grid, history: list, prior=None) -> None:
+    """The outputs of the loop's per-round records (see `write_groups`)."""
+    per_group = [for_group(c, grid, history, a, prior) for a in range(grid.groups)]
+    write_groups(workdir, c, grid, per_group)
+
+
+def write_groups(workdir: pathlib.Path, c, grid: Grid, per_group: list[dict]) -> None:
     """results.json and curves.png (per alpha in alpha_<a>/ when there is a grid), and for a
-    grid alpha_study.json and alpha_curves.png."""
+    grid alpha_study.json and alpha_curves.png. per_group: one results dict per alpha."""
     from dal_jax import plots
 
     upper = upper_bound(workdir, c)
-    per_alpha = {}
-    for a, alpha in enumerate(grid.alphas):
+    for alpha, res in zip(grid.alphas, per_group):
         out = workdir if grid.groups == 1 else workdir / f"alpha_{alpha:g}"
         out.mkdir(parents=True, exist_ok=True)
-        res = for_group(c, grid, history, a)
         write_json(out / "results.json", res)
         plots.plot_curves(out / "curves.png", {f"{c.strategy} (alpha {alpha:g})": res}, upper=upper)
-        per_alpha[f"alpha {alpha:g}"] = res
     if grid.groups > 1:
-        write_json(workdir / "alpha_study.json", list(per_alpha.values()))
-        plots.plot_curves(workdir / "alpha_curves.png", per_alpha, upper=upper)
+        write_json(workdir / "alpha_study.json", per_group)
+        curves = {f"alpha {alpha:g}": res for alpha, res in zip(grid.alphas, per_group)}
+        plots.plot_curves(workdir / "alpha_curves.png", curves, upper=upper)
 
 
 def write_json(path, obj) -> None:
@@ -106,3 +112,23 @@ def write_json(path, obj) -> None:
     tmp = pathlib.Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     tmp.replace(path)
+
+
+def merge_trials(per_trial: list[dict]) -> dict:
+    """One results.json dict from the one-seed results of separate trials (``split_from_seed``):
+    per round, the trials' per-seed lists side by side; rounds all trials finished."""
+    first = per_trial[0]
+    rounds = []
+    for t in range(min(len(r["rounds"]) for r in per_trial)):
+        parts = [r["rounds"][t] for r in per_trial]
+        merged = dict(parts[0])
+        for key in ("accuracy", "collapsed", "selected"):
+            merged[key] = [v for p in parts for v in p[key]]
+        scores = [p.get("selected_score") for p in parts]
+        merged["selected_score"] = None if None in scores else [v for s in scores for v in s]
+        merged["diagnostics"] = {
+            k: [v for p in parts for v in p["diagnostics"].get(k, [None])]
+            for k in parts[0]["diagnostics"]
+        }
+        rounds.append(merged)
+    return {**first, "seeds": len(per_trial), "split_from_seed": True, "rounds": rounds}

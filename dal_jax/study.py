@@ -74,8 +74,12 @@ def run(config, workdir, strategies=strategies.NAMES, alphas=None, progress=True
         if (workdir / folder).exists():
             check_workdir(workdir / folder, c)
     first = next(iter(entries.values()))
-    ds = experiment.load_data(first)
-    per_entry = sum(loop.round_steps(first, experiment.initial_count(first, ds)))
+    # With per-trial splits the thumbnails show seed 0's own pool.
+    ds = experiment.load_data(
+        experiment.for_trial_split(first, 0) if first.split_from_seed else first
+    )
+    trials = first.seeds if first.split_from_seed else 1  # then trials run one by one
+    per_entry = trials * sum(loop.round_steps(first, experiment.initial_count(first, ds)))
     bar = fit.progress_bar(len(entries) * per_entry, f"study x{first.seeds} seeds", progress)
     failed = {}
     for i, (folder, c) in enumerate(entries.items()):

@@ -46,6 +46,12 @@ _INITIAL = flags.DEFINE_integer("initial", None, "Initial labelled examples per 
 _ALPHA = flags.DEFINE_string("alpha", None, "DAL weight; a comma list runs a batched grid.")
 _EXPECTED = flags.DEFINE_float("expected_accuracy", None, "e: stop once mean accuracy >= e.")
 _ORACLE = flags.DEFINE_enum("oracle", None, ["gt", "human"], "Who labels the selections.")
+_INIT_FROM = flags.DEFINE_string(
+    "init_from",
+    None,
+    "Start every round's GG-CNN from this checkpoint (prior knowledge: a workdir or converted "
+    "PyTorch weights); its accuracy is reported as round -1.",
+)
 _PLAIN_FROM = flags.DEFINE_string(
     "train_plain_from", None, "Train plain GG-CNN on the data this DAL workdir had selected."
 )
@@ -65,6 +71,7 @@ _OVERRIDES = {
     "alpha": _ALPHA,
     "expected_accuracy": _EXPECTED,
     "oracle": _ORACLE,
+    "init_from": _INIT_FROM,
 }
 
 

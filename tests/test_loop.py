@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, loop, plain, strategies, workdir
+from dal_jax import checkpoint, experiment, loop, plain, workdir
 from experiments import compare
 from experiments.configs import synthetic
 
@@ -108,14 +108,7 @@ def test_bad_names_list_the_valid_ones(field, value, match, tmp_path):
         loop.run(smoke(**{field: value}), tmp_path, progress=False)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in strategies.NAMES if n != "dal"])
-def test_every_strategy_runs(name, tmp_path):
-    res = loop.run(smoke(strategy=name), tmp_path, progress=False)
-    assert res["strategy"] == name
-    sel = np.asarray(res["rounds"][0]["selected"])
-    assert sel.shape == (2, 4)
-    assert all(len(set(row)) == 4 for row in sel.tolist())
+# Every strategy through the loop: tests/test_study.py (the six-strategy smoke study).
 
 
 @pytest.mark.slow
@@ -529,3 +522,39 @@ def test_ctrl_c_during_a_compile_exits_130_with_one_line(tmp_path):
     assert res.returncode == 130, res.stderr[-3000:]
     assert "Fatal Python error" not in res.stderr and "Traceback" not in res.stderr
     assert res.stderr.strip().endswith("run the same command to resume.")
+
+
+@pytest.mark.slow
+def test_split_from_seed_gives_every_trial_its_own_split(tmp_path):
+    res = loop.run(smoke(split_from_seed=True, rounds=1), tmp_path, progress=False)
+    trials = [json.loads((tmp_path / f"seed_{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert res["seeds"] == 2 and res["split_from_seed"]
+    assert res["rounds"][0]["accuracy"] == [t["rounds"][0]["accuracy"][0] for t in trials]
+    assert json.loads((tmp_path / "results.json").read_text()) == res
+    c = experiment.resolve(smoke(split_from_seed=True))
+    pools = [experiment.load_data(experiment.for_trial_split(c, s)) for s in (0, 1)]
+    assert set(pools[0].test.ids) != set(pools[1].test.ids)  # other scenes, another split
+
+
+@pytest.mark.slow
+def test_init_from_starts_every_round_from_the_prior_and_reports_round_minus_one(dal_run, tmp_path):
+    prior, _, _ = checkpoint.load_ggcnn(dal_run[0])
+    res = loop.run(smoke(init_from=str(dal_run[0]), rounds=1), tmp_path, progress=False)
+    assert [r["round"] for r in res["rounds"]] == [-1, 0]
+    assert res["rounds"][0]["labeled"] == 0 and res["rounds"][0]["steps"] == 0
+    assert len(res["rounds"][0]["accuracy"]) == 2
+    _, state, _, _ = checkpoint.restore(tmp_path)
+    trained = state["params"]["ggcnn"]["encoder"]["conv1"]["kernel"]
+    start = prior["encoder"]["conv1"]["kernel"]
+    assert not np.allclose(np.asarray(trained)[0], start)  # round 0 trained on from the prior
+    # The first round started from the prior: its weights stay near it, unlike a fresh start.
+    fresh = loop.run(smoke(rounds=1), tmp_path / "fresh", progress=False)
+    _, fstate, _, _ = checkpoint.restore(tmp_path / "fresh")
+    fresh_k = np.asarray(fstate["params"]["ggcnn"]["encoder"]["conv1"]["kernel"])[0]
+    assert np.abs(np.asarray(trained)[0] - start).mean() < np.abs(fresh_k - start).mean()
+    assert fresh["rounds"][0]["round"] == 0
+
+
+def test_init_from_refuses_another_input_scaling(dal_run, tmp_path):
+    with pytest.raises(ValueError, match=r"input_scale 10.0, this config 1.0"):
+        loop.run(smoke(init_from=str(dal_run[0]), input_scale=1.0), tmp_path, progress=False)

@@ -87,6 +87,18 @@ def base() -> ml_collections.ConfigDict:
     c.seed_form = "auto"  # auto | vmap | unrolled
     c.chunk_steps = 50
     c.shard = True  # split the runs (seeds x alphas) over all local devices / hosts
+    # The paper fixes its splits (the Cornell split, the Jacquard subset, the noisy-Cornell noise,
+    # the synthetic scenes) and varies only the trial seed. True: every trial draws them from its
+    # own seed, to see how much of the spread comes from the split; the trials then run one
+    # after the other (workdir/seed_<s>/), as each has its own pool.
+    c.split_from_seed = False
+    # Prior knowledge: every round starts GG-CNN from this checkpoint (a workdir of
+    # experiments.main / experiments.train, or converted PyTorch weights) instead of from scratch;
+    # its test accuracy is reported as round -1. "": from scratch.
+    c.init_from = ""
+    # A user's own frames (dataset frames): how many random frames the user labels as the
+    # hold-out test set before round 0.
+    c.test_size = 10
 
     # experiments.train workdir drawn as the upper bound on curves.png ("": the sibling folder
     # <dataset>_supervised of the workdir, if it exists).
