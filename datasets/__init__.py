@@ -10,6 +10,8 @@ Builders (all array_record, Tensor features only, read back with ``as_data_sourc
 * ``cornell_noisy`` - the same with uniform(-45, 45) deg added to every training rectangle.
 * ``jacquard_subset`` - 300 seeded objects x 5 views of a Jacquard folder.
 * ``synthetic_grasps`` - procedural cluttered scenes written in the Cornell file format.
+* ``frames`` - a folder of the user's own depth frames (e.g. ``python -m dal_jax.robot
+  --record=DIR``), labelled where a Cornell rectangle file lies beside a frame; one split.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import dataclasses
 import os
 import pathlib
 
-NAMES = ("cornell", "cornell_noisy", "jacquard_subset", "synthetic_grasps")
+NAMES = ("cornell", "cornell_noisy", "jacquard_subset", "synthetic_grasps", "frames")
 
 
 def builder_class(name: str):
@@ -31,6 +33,8 @@ def builder_class(name: str):
         from datasets.jacquard_subset.jacquard_subset_dataset_builder import Builder
     elif name == "synthetic_grasps":
         from datasets.synthetic_grasps.synthetic_grasps_dataset_builder import Builder
+    elif name == "frames":
+        from datasets.frames.frames_dataset_builder import Builder
     else:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(NAMES)}")
     return Builder
@@ -47,8 +51,8 @@ def make_builder(name: str, data_dir=None, config=None, **config_kwargs):
     """The TFDS builder of a dataset.
 
     ``config`` names a predefined config (cornell / cornell_noisy: 'image_wise' (default),
-    'object_wise'; jacquard_subset: 'perfect' (default), 'stereo'; synthetic_grasps:
-    'default'). ``config_kwargs`` override fields of that config (e.g. ``seed=3``,
+    'object_wise'; jacquard_subset: 'perfect' (default), 'stereo'; synthetic_grasps,
+    frames: 'default'). ``config_kwargs`` override fields of that config (e.g. ``seed=3``,
     ``num_scenes=40, crop_size=48`` for synthetic_grasps, where ``image_size`` is accepted
     for ``crop_size``); the resulting config gets a name that encodes them, so differently
     configured builds never share a folder.
@@ -58,8 +62,11 @@ def make_builder(name: str, data_dir=None, config=None, **config_kwargs):
     cls = builder_class(name)
     if "image_size" in config_kwargs:
         config_kwargs["crop_size"] = config_kwargs.pop("image_size")
-    if name == "jacquard_subset" and "crop_size" in config_kwargs:
+    if name in ("jacquard_subset", "frames") and "crop_size" in config_kwargs:
         config_kwargs["size"] = config_kwargs.pop("crop_size")
+    if name == "frames" and isinstance(config_kwargs.get("roi"), (tuple, list)):
+        # `--set roi=1,2,3` arrives as a tuple (prepare reads values as Python literals).
+        config_kwargs["roi"] = ",".join(str(v) for v in config_kwargs["roi"])
     base_name = config or cls.DEFAULT_CONFIG_NAME
     base = cls.builder_configs.get(base_name)
     if base is None:

@@ -5,7 +5,7 @@ Usage (from the repository root):
   python -m datasets.prepare --dataset=NAME [--manual_dir=DIR] [--data_dir=DIR]
       [--config=CONFIG] [--set key=value ...]
 
-NAME is cornell, cornell_noisy, jacquard_subset or synthetic_grasps. ``--set`` overrides config
+NAME is cornell, cornell_noisy, jacquard_subset, synthetic_grasps or frames. ``--set`` overrides config
 fields (e.g. ``--set seed=3``, ``--set num_scenes=40 --set crop_size=48``). The summary lists
 examples per split, rectangles per split, and every skipped file, scene or rectangle with the
 reason. Bad input (an unknown --config or --set field, a value that cannot work, a split left
@@ -40,6 +40,9 @@ def summarise(builder) -> str:
         n_rects = sum(len(src[split][i]["rects"]) for i in range(len(src[split])))
         n_init = sum(bool(src[split][i]["initial"]) for i in range(len(src[split])))
         extra = f", {n_init} in the recorded initial labelled set" if n_init else ""
+        if "labelled" in builder.info.features:
+            n_lab = sum(bool(src[split][i]["labelled"]) for i in range(len(src[split])))
+            extra += f", {n_lab} labelled"
         lines.append(f"  {split}: {len(src[split])} examples, {n_rects} rectangles{extra}")
     meta = builder.info.metadata or {}
     skipped = meta.get("skipped", [])
@@ -61,7 +64,9 @@ def _overrides(dataset: str, items: list[str]) -> dict:
         for f in dataclasses.fields(cls.builder_configs[cls.DEFAULT_CONFIG_NAME])
         if f.name not in base
     ]
-    aliases = {"image_size"} | ({"crop_size"} if dataset == "jacquard_subset" else set())
+    aliases = {"image_size"} | (
+        {"crop_size"} if dataset in ("jacquard_subset", "frames") else set()
+    )
     out = {}
     for item in items:
         key, eq, val = item.partition("=")

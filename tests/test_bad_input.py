@@ -692,7 +692,62 @@ CASES += [
         r"run/results.json is not a results.json of experiments.main or experiments.train \(no "
         r"'strategy', 'alpha', 'rounds'\)$",
     ),
+    # 10. Recording frames (python -m dal_jax.robot --record=DIR): checked before any frame.
+    Case(
+        "loop-without-checkpoint-or-record",
+        "cli",
+        ROB,
+        lambda c: [f"--source=folder:{_record_source(c)}"],
+        r"--checkpoint is required \(or give --record=DIR to record frames\)$",
+    ),
+    Case(
+        "record-folder-not-creatable",  # /sys refuses new folders, even to root
+        "cli",
+        ROB,
+        lambda c: [f"--source=folder:{_record_source(c)}", "--record=/sys/dal_jax_test_frames"],
+        r"--record=/sys/dal_jax_test_frames cannot be written \(.+\); choose a writable folder$",
+    ),
+    Case(
+        "record-folder-under-a-file",
+        "cli",
+        ROB,
+        lambda c: [f"--source=folder:{_record_source(c)}", f"--record={c.file('afile')}/sub"],
+        r"--record=.*afile/sub: .*afile is a file, not a folder; choose a folder$",
+    ),
+    Case(
+        "record-manifest-damaged",  # never overwritten: it lists the frames already recorded
+        "cli",
+        ROB,
+        lambda c: [
+            f"--source=folder:{_record_source(c)}",
+            f"--record={c.file('rec/frames.json', TRUNCATED_MANIFEST).parent}",
+        ],
+        r"rec: frames.json is unreadable or not a frame manifest \(.+\); move it aside or "
+        r"record into another folder$",
+    ),
+    Case(
+        "record-two-camera-sizes",  # the frames kept before it stay recorded
+        "cli",
+        ROB,
+        lambda c: [
+            f"--source=folder:{_record_source(c, (60, 80), (40, 50))}",
+            f"--record={c.tmp / 'rec'}",
+        ],
+        r"frame 'b.tiff' is 40x50 but .*rec holds 60x80 frames; record one camera per folder",
+    ),
 ]
+
+
+TRUNCATED_MANIFEST = b'{"format": 1, "source": "folder:x", "fra'
+
+
+def _record_source(ctx, *shapes) -> pathlib.Path:
+    """A replay folder with one plausible depth frame per shape (a.tiff, b.tiff, ...)."""
+    folder = ctx.tmp / "camera"
+    folder.mkdir(exist_ok=True)
+    for i, shape in enumerate(shapes or [(60, 80)]):
+        ctx.tiff(f"camera/{'abc'[i]}.tiff", np.full(shape, 0.8, np.float32))
+    return folder
 
 
 def _run_main(main, argv, timeout: float = 120.0):

@@ -14,6 +14,8 @@ Modules:
   files and arrays to metres, `Frame`; `figure`: a PNG of one detection.
 - `sources` (`FolderSource`, `NpzSource`, `RosSource`), `sinks` (`StdoutSink`, `TcpSink`,
   `RosSink`), `ros` (the ROS 1 / 2 parts), `loop` (`LatestSlot`, `run`, `LoopStats`).
+- `record`: `Recorder`, `record` - frames into a folder for the `frames` dataset
+  (``python -m dal_jax.robot --record=DIR``).
 - `cli`: the command lines ``python -m dal_jax.robot.detect`` (one frame) and
   ``python -m dal_jax.robot`` (the loop).
 """

@@ -14,9 +14,13 @@ The loop, ``python -m dal_jax.robot``::
     python -m dal_jax.robot --checkpoint=DIR --source=folder:DIR|npz:FILE|ros:/topic
         [--sink=stdout|tcp:HOST:PORT|ros:/topic] [--fps=N] [--intrinsics=fx,fy,cx,cy]
         [--top_k=N] [--roi=TOP,LEFT,SIZE] [--max_frames=N] [--depth_scale=METRES_PER_UNIT]
+    python -m dal_jax.robot --source=... --record=DIR [--record_min_change=METRES]
+        [--max_frames=N] [--depth_scale=METRES_PER_UNIT]
 
 sends one JSON record per frame to the sink (`dal_jax.robot.stream`) and prints the run's stats
-as one JSON object on stderr at the end, so stdout stays pure JSON lines.
+as one JSON object on stderr at the end, so stdout stays pure JSON lines. With ``--record=DIR``
+it runs no detector (``--checkpoint`` is not needed) and writes the frames to DIR instead
+(`dal_jax.robot.record` describes the folder and the near-duplicate rule).
 
 Depth units of every file or frame are decided from its stored dtype and values (integer =
 millimetres, float = metres, or millimetres with a warning when the median valid pixel is above
@@ -41,6 +45,7 @@ from dal_jax.robot.camera import parse_intrinsics
 from dal_jax.robot.detector import MAX_TOP_K, GraspDetector
 from dal_jax.robot.figure import save_figure
 from dal_jax.robot.frames import read_depth
+from dal_jax.robot.record import Recorder, record
 from dal_jax.robot.results import Detection
 from dal_jax.robot.sinks import make_sink
 from dal_jax.robot.sources import make_source
@@ -64,6 +69,17 @@ def positive_float(text: str) -> float:
         v = math.nan
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (e.g. ``--record_min_change``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return v
 
 
@@ -174,7 +190,7 @@ def _loop_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m dal_jax.robot", description="Camera frames in, grasps out (JSON lines)."
     )
-    ap.add_argument("--checkpoint", required=True, help="run workdir or checkpoints folder")
+    ap.add_argument("--checkpoint", help="run workdir or checkpoints folder (not with --record)")
     ap.add_argument("--source", required=True, help="folder:DIR | npz:FILE | ros:/topic")
     ap.add_argument("--sink", default="stdout", help="stdout | tcp:HOST:PORT | ros:/topic")
     ap.add_argument("--fps", type=float, help="replay pacing (frames may then be dropped)")
@@ -182,7 +198,15 @@ def _loop_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, help="seed index (default: best test accuracy)")
     ap.add_argument("--top_k", type=int, default=1, help=f"grasps per frame (1..{MAX_TOP_K})")
     ap.add_argument("--roi", help="TOP,LEFT,SIZE square region (default: centred)")
-    ap.add_argument("--max_frames", type=int)
+    ap.add_argument("--max_frames", type=int, help="stop after this many frames")
+    ap.add_argument("--record", metavar="DIR", help="write the frames to DIR, detect nothing")
+    ap.add_argument(
+        "--record_min_change",
+        type=non_negative_float,
+        default=0.005,
+        help="skip a frame whose median depth change to the last kept one is below this "
+        "(metres; 0 keeps every frame)",
+    )
     ap.add_argument(
         "--depth_scale",
         type=positive_float,
@@ -214,7 +238,11 @@ def main(argv=None) -> int:
     """``python -m dal_jax.robot``: 0 when the source ended (or ``--max_frames``), 2 after one
     ``error: ...`` line, 130 on Ctrl-C."""
     args = _loop_parser().parse_args(argv)
+    if args.record:
+        return _record(args)
     try:
+        if not args.checkpoint:
+            raise ValueError("--checkpoint is required (or give --record=DIR to record frames)")
         source, detector, sink, roi = _loop_setup(args)
     except (FileNotFoundError, ValueError, RuntimeError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -226,4 +254,30 @@ def main(argv=None) -> int:
     finally:
         sink.close()
     print(json.dumps({"stats": stats.summary()}), file=sys.stderr)
+    return 0
+
+
+def _record(args) -> int:
+    """``--record=DIR``: the source's frames into DIR, no detector; 0, 2 after one ``error:
+    ...`` line (the frames kept until then stay recorded), 130 on Ctrl-C."""
+    ignored = [f for f in ("checkpoint", "roi", "intrinsics", "seed", "fps") if getattr(args, f)]
+    ignored += ["sink"] if args.sink != "stdout" else []
+    ignored += ["top_k"] if args.top_k != 1 else []
+    if ignored:
+        names = ", ".join(f"--{f}" for f in ignored)
+        print(f"warning: --record runs no detector; {names} ignored", file=sys.stderr)
+    recorder = None
+    try:
+        source = make_source(args.source, None, args.depth_scale)
+        recorder = Recorder(args.record, args.source, args.record_min_change)
+        record(source, recorder, args.max_frames)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if recorder is not None:
+            recorder.close()
+            print(recorder.summary(), file=sys.stderr)
     return 0

@@ -82,12 +82,13 @@ def as_depth_metres(
     return preprocess.depth_to_metres(d, depth_scale, name=name, allow_empty=allow_empty)
 
 
-def read_depth(path, depth_scale: float | None = None) -> np.ndarray:
+def read_depth(path, depth_scale: float | None = None, allow_empty: bool = False) -> np.ndarray:
     """A depth file -> [H, W] float32 metres: .tiff/.tif, .png (16-bit) or .npy.
 
     Units as `as_depth_metres` decides them unless ``depth_scale`` (metres per stored unit) is
     given. FileNotFoundError when the file is missing; ValueError naming the file for anything
-    unreadable, a file without any valid pixel or an implausible depth range.
+    unreadable, a file without any valid pixel (unless ``allow_empty``) or an implausible depth
+    range.
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -101,7 +102,7 @@ def read_depth(path, depth_scale: float | None = None) -> np.ndarray:
         if msg.startswith(str(path)):  # the TIFF reader names the file itself
             raise ValueError(f"cannot read depth file {msg}") from e
         raise ValueError(f"cannot read depth file {path}: {msg}") from e
-    return as_depth_metres(d, depth_scale, name=f"depth file {path}", allow_empty=False)
+    return as_depth_metres(d, depth_scale, name=f"depth file {path}", allow_empty=allow_empty)
 
 
 def _read_raw(path: pathlib.Path) -> np.ndarray:

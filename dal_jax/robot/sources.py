@@ -30,7 +30,8 @@ from dal_jax.robot.ros import RosSource
 class FolderSource:
     """Depth files of a folder in name order (.tiff/.tif float metres, 16-bit .png millimetres,
     .npy). 8-bit / colour PNGs (e.g. Cornell's ``pcdXXXXr.png``) are not depth and are
-    skipped; an RGB image is attached when Cornell's naming pairs one (``pcdXXXXd.tiff`` ->
+    skipped; an RGB image is attached when the naming pairs one (`paired_rgb_path`: a
+    recording's ``frame_000000_rgb.png``, Jacquard's ``..._RGB.png``, Cornell's
     ``pcdXXXXr.png``). ``fps``: pace the replay like a camera (frames may then be dropped).
     ``depth_scale``: metres per stored unit (default: decided per file, `frames.read_depth`).
     An unreadable file becomes an error frame (reported and counted by the loop)."""
@@ -63,16 +64,36 @@ class FolderSource:
             yield Frame(depth, rgb, None, p.name, i)
 
 
+#: Depth file name -> its RGB image's name: a recording (`dal_jax.robot.record`), Jacquard,
+#: Cornell. The first pattern whose image exists wins.
+RGB_PAIRS = (
+    (re.compile(r"^(.*)_depth\.tiff?$"), r"\1_rgb.png"),
+    (re.compile(r"^(.*_)(?:perfect|stereo)_depth\.tiff?$"), r"\1RGB.png"),
+    (re.compile(r"^(.*)d\.tiff?$"), r"\1r.png"),
+)
+
+
+def paired_rgb_path(depth_path) -> pathlib.Path | None:
+    """The RGB image beside a depth file by the naming of `RGB_PAIRS`, or None."""
+    depth_path = pathlib.Path(depth_path)
+    for pattern, repl in RGB_PAIRS:
+        if pattern.match(depth_path.name):
+            rgb = depth_path.with_name(pattern.sub(repl, depth_path.name))
+            if rgb.is_file():
+                return rgb
+    return None
+
+
 def _paired_rgb(depth_path: pathlib.Path) -> np.ndarray | None:
-    """The [H, W, 3] uint8 image Cornell's naming pairs with ``pcdXXXXd.tiff`` (``pcdXXXXr.png``),
-    or None; ValueError naming the image when it cannot be read."""
-    m = re.match(r"^(.*)d\.tiff?$", depth_path.name)
-    if not (m and (depth_path.parent / f"{m.group(1)}r.png").is_file()):
+    """The [H, W, 3] uint8 image paired with a depth file (`paired_rgb_path`), or None;
+    ValueError naming the image when it cannot be read."""
+    rgb = paired_rgb_path(depth_path)
+    if rgb is None:
         return None
     try:
-        return preprocess.read_rgb(depth_path.parent / f"{m.group(1)}r.png")
+        return preprocess.read_rgb(rgb)
     except OSError as e:
-        raise ValueError(f"cannot read {m.group(1)}r.png: {e}") from e
+        raise ValueError(f"cannot read {rgb.name}: {e}") from e
 
 
 def _is_rgb_pair(path: pathlib.Path) -> bool:

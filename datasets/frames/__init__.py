@@ -1,0 +1,1 @@
+"""The `frames` TFDS builder (see frames_dataset_builder.py)."""
