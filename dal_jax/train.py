@@ -167,8 +167,14 @@ class Trainer:
         (0 where fewer than B examples qualify). mask: [N] bool -> ([B] int32, [B] float32)."""
         g = jax.random.gumbel(key, mask.shape)
         score = jnp.where(mask, g, -jnp.inf)
-        _, idx = jax.lax.top_k(score, self.config.batch_size)
-        return idx, mask[idx].astype(jnp.float32)
+        b = self.config.batch_size
+        _, idx = jax.lax.top_k(score, min(b, mask.shape[0]))
+        weight = mask[idx].astype(jnp.float32)
+        if idx.shape[0] < b:  # a pool smaller than a batch (a user's first frames): pad
+            pad = b - idx.shape[0]
+            idx = jnp.concatenate([idx, jnp.zeros((pad,), idx.dtype)])
+            weight = jnp.concatenate([weight, jnp.zeros((pad,), jnp.float32)])
+        return idx, weight
 
     def _joint_loss(self, params, batch, hparams, progress):
         x_l, y_l, w_l, x_u, w_u = batch

@@ -46,6 +46,9 @@ _INITIAL = flags.DEFINE_integer("initial", None, "Initial labelled examples per 
 _ALPHA = flags.DEFINE_string("alpha", None, "DAL weight; a comma list runs a batched grid.")
 _EXPECTED = flags.DEFINE_float("expected_accuracy", None, "e: stop once mean accuracy >= e.")
 _ORACLE = flags.DEFINE_enum("oracle", None, ["gt", "human"], "Who labels the selections.")
+_TEST_SIZE = flags.DEFINE_integer(
+    "test_size", None, "--dataset=frames: frames you label as the hold-out test set."
+)
 _INIT_FROM = flags.DEFINE_string(
     "init_from",
     None,
@@ -72,6 +75,7 @@ _OVERRIDES = {
     "expected_accuracy": _EXPECTED,
     "oracle": _ORACLE,
     "init_from": _INIT_FROM,
+    "test_size": _TEST_SIZE,
 }
 
 

@@ -86,12 +86,17 @@ def recorded(source, shared_data, tmp_path_factory) -> pathlib.Path:
     return out
 
 
-def test_frame_change_is_the_median_over_pixels_valid_in_both():
-    a = np.full((4, 4), 1.0, np.float32)
-    b = a + 0.01
-    b[:3] = np.nan  # only the last row is valid in both
-    assert frame_change(a, b) == pytest.approx(0.01)
-    assert frame_change(a, np.full((4, 4), np.nan, np.float32)) == float("inf")
+def test_frame_change_counts_regions_not_noise(shared_data):
+    a, b = _cornell(shared_data, "0100"), _cornell(shared_data, "0101")
+    # The same table, one object put down elsewhere: 1.9% of the pixels changed.
+    assert 0.01 < frame_change(a, b) < 0.05
+    assert frame_change(a, _noisy(a, 3)) == 0.0  # pixel noise is filtered out
+    c = np.full((20, 20), 1.0, np.float32)
+    d = c.copy()
+    d[:10, :10] = 0.9  # a 10 x 10 region moved by 10 cm: a quarter of the pixels
+    d[15:] = np.nan  # only rows 0..14 are valid in both
+    assert frame_change(c, d) == pytest.approx(100 / 300, abs=0.05)
+    assert frame_change(c, np.full((20, 20), np.nan, np.float32)) == 1.0
 
 
 def test_record(source, tmp_path, capsys):
@@ -140,9 +145,9 @@ def test_record(source, tmp_path, capsys):
     assert [s["source"] for s in m["sessions"]] == [f"folder:{source}", f"folder:{again}"]
     assert m["sessions"][1]["first"] == "frame_000005"
 
-    # --max_frames counts frames seen; --record_min_change=0 keeps even exact repeats.
+    # --max_frames counts frames seen; --record_min_fraction=0 keeps even exact repeats.
     argv = [f"--source=folder:{source}", f"--record={out}", "--max_frames=2"]
-    code, err = _record(capsys, *argv, "--record_min_change=0")
+    code, err = _record(capsys, *argv, "--record_min_fraction=0")
     assert code == 0 and "recorded 2 frame(s) to" in err and "of 2 seen" in err, err
     assert len(_manifest(out)["frames"]) == 6
     assert not list(out.glob(".*.tmp"))  # nothing half-written left behind

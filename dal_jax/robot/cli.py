@@ -14,7 +14,7 @@ The loop, ``python -m dal_jax.robot``::
     python -m dal_jax.robot --checkpoint=DIR --source=folder:DIR|npz:FILE|ros:/topic
         [--sink=stdout|tcp:HOST:PORT|ros:/topic] [--fps=N] [--intrinsics=fx,fy,cx,cy]
         [--top_k=N] [--roi=TOP,LEFT,SIZE] [--max_frames=N] [--depth_scale=METRES_PER_UNIT]
-    python -m dal_jax.robot --source=... --record=DIR [--record_min_change=METRES]
+    python -m dal_jax.robot --source=... --record=DIR [--record_min_fraction=F]
         [--max_frames=N] [--depth_scale=METRES_PER_UNIT]
 
 sends one JSON record per frame to the sink (`dal_jax.robot.stream`) and prints the run's stats
@@ -203,9 +203,15 @@ def _loop_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--record_min_change",
         type=non_negative_float,
+        default=0.01,
+        help="metres: a pixel whose depth moved by more than this changed (after a 5x5 median "
+        "filter of the difference, which removes sensor noise)",
+    )
+    ap.add_argument(
+        "--record_min_fraction",
+        type=non_negative_float,
         default=0.005,
-        help="skip a frame whose median depth change to the last kept one is below this "
-        "(metres; 0 keeps every frame)",
+        help="skip a frame with fewer changed pixels than this fraction (0 keeps every frame)",
     )
     ap.add_argument(
         "--depth_scale",
@@ -269,7 +275,9 @@ def _record(args) -> int:
     recorder = None
     try:
         source = make_source(args.source, None, args.depth_scale)
-        recorder = Recorder(args.record, args.source, args.record_min_change)
+        recorder = Recorder(
+            args.record, args.source, args.record_min_change, args.record_min_fraction
+        )
         record(source, recorder, args.max_frames)
     except KeyboardInterrupt:
         return 130

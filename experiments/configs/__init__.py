@@ -1,13 +1,14 @@
 """Experiment configs: one file per dataset holding its protocol's numbers, and default.py.
 
-`complete` turns the default config (``dataset='auto'`` or a dataset name given by a flag, with
-the protocol fields None) into the config that runs, taking the unset fields from that
-dataset's file. `names` lists the datasets (the files here).
+`complete` turns the default config (``dataset='auto'`` or a dataset name given by a flag) into
+the config that runs: that dataset's file with the user's changes on top. `names` lists the
+datasets (the files here).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import pathlib
 
 import ml_collections
@@ -34,16 +35,24 @@ def get(name: str, variant: str | None = None) -> ml_collections.ConfigDict:
 
 
 def complete(config: ml_collections.ConfigDict, data_dir=None) -> ml_collections.ConfigDict:
-    """``config`` with ``dataset='auto'`` resolved (Cornell when prepared, else synthetic) and
-    every protocol field left None taken from the dataset's experiment file."""
+    """The config that runs: the dataset's experiment file (``dataset='auto'`` resolved:
+    Cornell when prepared, else synthetic) with every field the user changed from the default
+    config (flags, ``--config.x=...``, a variant) applied on top."""
     c = ml_collections.ConfigDict(config.to_dict())
     name = _auto(data_dir or c.data_dir) if c.dataset == "auto" else c.dataset
-    protocol = get(name)
-    c.dataset = protocol.dataset
-    for field in default.PROTOCOL_FIELDS:
-        if c[field] is None:
-            c[field] = protocol[field]
-    return c
+    out = get(name)
+    base = default.base().to_dict()
+    for field, value in c.to_dict().items():
+        if field != "dataset" and _same(value, base.get(field)) is False:
+            out[field] = value
+    return out
+
+
+def _same(a, b) -> bool:
+    """Equal as JSON (tuples and lists alike)."""
+    return json.dumps(a, sort_keys=True, default=list) == json.dumps(
+        b, sort_keys=True, default=list
+    )
 
 
 def _auto(data_dir) -> str:
