@@ -133,8 +133,11 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None, bar=None) 
         check_workdir(path, c)
         if jax.process_index() == 0:
             _log_to(path / "log.txt")
-        ctx, ls = _start(c, path, on_annotate_url)
-        return _run_rounds(ctx, ls, progress, bar)
+        try:
+            ctx, ls = _start(c, path, on_annotate_url)
+            return _run_rounds(ctx, ls, progress, bar)
+        finally:
+            _stop_logging_to(path / "log.txt")
 
 
 def _run_trials(c, workdir, progress, on_annotate_url, bar) -> dict:
@@ -409,6 +412,14 @@ def _log_to(path):
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False  # the file has the log; the terminal has the progress bar
+
+
+def _stop_logging_to(path):
+    """Closes this run's log file (the next run in this process, e.g. a study's next
+    strategy, logs to its own)."""
+    for h in [h for h in log.handlers if getattr(h, "baseFilename", None) == str(path)]:
+        log.removeHandler(h)
+        h.close()
 
 
 def round_steps(c, initial: int) -> list[int]:

@@ -105,7 +105,7 @@ class _Head(nn.Module):
         return _conv_params(self, 1, 2, cin, 1, False, self.init_scheme)
 
 
-class _Conv(nn.Module):
+class TorchConv(nn.Module):
     """PyTorch-semantics conv or transposed conv: a [k, k, Cin, Cout] kernel and a bias."""
 
     features: int
@@ -140,7 +140,7 @@ class Encoder(nn.Module):
         feats = []
         for name, c, k, s, p in ENCODER:
             x = nn.relu(
-                _Conv(c, k, s, p, fast=self.fast, init_scheme=self.init_scheme, name=name)(x)
+                TorchConv(c, k, s, p, fast=self.fast, init_scheme=self.init_scheme, name=name)(x)
             )
             feats.append(x)
         return Features(*feats)
@@ -157,7 +157,7 @@ class Decoder(nn.Module):
     def __call__(self, z):
         for name, c, k, s, p, op in DECODER:
             z = nn.relu(
-                _Conv(c, k, s, p, op, fast=self.fast, init_scheme=self.init_scheme, name=name)(z)
+                TorchConv(c, k, s, p, op, fast=self.fast, init_scheme=self.init_scheme, name=name)(z)
             )
         # The four 2x2 heads run as one 4-channel conv: one pass over the largest activation.
         heads = [_Head(self.init_scheme, name=name)(z.shape[-1]) for name in HEADS]

@@ -66,6 +66,16 @@ class Plugin:
     # joint update to them and ``extra_update`` does all their training.
     joint: bool = True
 
+    def key(self):
+        """What makes two plug-ins compute the same (their type and settings), so programs
+        compiled for one serve the other; None when the settings cannot be compared."""
+        try:
+            key = (type(self), tuple(sorted(vars(self).items())))
+            hash(key)
+        except TypeError:
+            return None
+        return key
+
     def init(self, key, x) -> Any:
         """Parameters, given an example input x [1, H, W, C]."""
         raise NotImplementedError

@@ -137,7 +137,7 @@ def report(workdir: pathlib.Path, entries: dict, ds, failed: dict) -> dict:
             incomplete[label] = f"{len(res['rounds'])} of {c.rounds} rounds"
     baseline = _baseline(found)
     upper = results.upper_bound(workdir, c)
-    rep = study_report.write(
+    rep = write_report(
         workdir, found, baseline, upper=next(iter(upper.values()), None), incomplete=incomplete
     )
     images = ds.pool.depth if ds.pool.depth is not None else ds.pool.inputs[..., 0]
@@ -154,3 +154,17 @@ def _baseline(found: dict) -> str:
         return "rs"
     alphas = sorted((float(k[6:]), k) for k in found if k.startswith("alpha "))
     return alphas[0][1] if alphas else next(iter(found))
+
+
+def write_report(directory, results: dict, baseline: str, upper: dict | None = None, **kw) -> dict:
+    """Writes study.json (atomically), study.md and study.png to ``directory``; returns the
+    report (`study_report.build`; kw: n_boot, seed, incomplete)."""
+    out = pathlib.Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = study_report.build(results, baseline, upper, **kw)
+    tmp = out / "study.json.tmp"
+    tmp.write_text(json.dumps(rep, indent=1, allow_nan=False))
+    tmp.replace(out / "study.json")  # a reader never sees half a file
+    (out / "study.md").write_text(study_report.markdown(rep))
+    study_figures.plot(out / "study.png", results, baseline, upper)
+    return rep

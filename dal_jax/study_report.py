@@ -1,18 +1,14 @@
 """The report of an active-learning study: several strategies (or alphas) run on the same seeds,
 compared paired by seed against a baseline.
 
-Writes study.json (numbers), study.md (verdict and tables) and study.png (learning curves with
-95 % confidence bands; drawn by `dal_jax.study_figures`, which also draws each strategy's
-selected.png). Only numpy (and matplotlib for the figures): the report is made where the
-experiments ran, which need not have scipy.
+The numbers of study.json (`build`), the text of study.md (`markdown`) and the terminal table
+(`table`); `dal_jax.study_figures` draws study.png and selected.png, and `dal_jax.study` writes
+the files. Only numpy: the report is made where the experiments ran, which need not have scipy.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import pathlib
 
 import numpy as np
 
@@ -389,23 +385,3 @@ def table(rep: dict) -> str:
         lines.append(rep["caveat"])
     lines += [f"INCOMPLETE {k}: {why}" for k, why in rep.get("incomplete", {}).items()]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- files
-
-
-def write(directory, results: dict, baseline: str, upper: dict | None = None, **kw) -> dict:
-    """Writes study.json (atomically), study.md and study.png to ``directory``; returns the
-    report. kw: n_boot, seed, incomplete for ``build``."""
-    out = pathlib.Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    rep = build(results, baseline, upper, **kw)
-    tmp = out / "study.json.tmp"
-    tmp.write_text(json.dumps(rep, indent=1, allow_nan=False))
-    os.replace(tmp, out / "study.json")  # a reader never sees half a file
-    (out / "study.md").write_text(markdown(rep))
-    # Imported here: study_figures builds on this module's statistics (and needs matplotlib).
-    from dal_jax import study_figures
-
-    study_figures.plot(out / "study.png", results, baseline, upper)
-    return rep

@@ -37,6 +37,9 @@ import optax
 from dal_jax import augment, distributed, models
 from dal_jax.plugin import HParams, Plugin, StepInputs
 
+# Compiled programs shared by trainers of equal settings (see `Trainer._program`).
+_PROGRAMS: dict = {}
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -304,14 +307,28 @@ class Trainer:
         return states, jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *history)
 
     def _program(self, num_steps: int):
-        fn = self._chunk.get(num_steps)
+        """The compiled program of ``num_steps`` steps. Trainers of equal settings share it
+        (`_PROGRAMS`): the rounds of a run, the strategies of a study and a resumed run
+        compile it once per process."""
+        key = (self._identity(), num_steps)
+        fn = self._chunk.get(num_steps) or _PROGRAMS.get(key)
         if fn is None:
             fn = functools.partial(self._steps_all_runs, num_steps=num_steps)
             if self.mesh is not None:
                 fn = self._sharded(fn)
             fn = jax.jit(fn, donate_argnums=(0,))
-            self._chunk[num_steps] = fn
+            if key[0] is not None:
+                _PROGRAMS[key] = fn
+        self._chunk[num_steps] = fn
         return fn
+
+    def _identity(self):
+        """What the step programs depend on: the config, the plug-ins' settings and the mesh
+        (None when a plug-in's settings cannot be compared: nothing is shared then)."""
+        keys = tuple(p.key() for p in self.plugins)
+        if None in keys:
+            return None
+        return (self.config, keys, self.mesh)
 
     def train_chunk(self, states, inputs, targets, masks, hparams, keys, num_steps: int):
         """``num_steps`` joint steps for all R runs: calls of one compiled program of
@@ -420,11 +437,16 @@ class Trainer:
     # ------------------------------------------------------------------------------ predict
     @functools.cached_property
     def _predict(self):
-        def one(params, x):
-            maps, feats = self.model.apply({"params": params}, x)
-            return maps, feats.f1.max(axis=(1, 2))
+        fn = _PROGRAMS.get(("predict", self.model))
+        if fn is None:
+            model = self.model
 
-        return jax.jit(one)
+            def one(params, x):
+                maps, feats = model.apply({"params": params}, x)
+                return maps, feats.f1.max(axis=(1, 2))
+
+            fn = _PROGRAMS[("predict", self.model)] = jax.jit(one)
+        return fn
 
     def predict(self, params, x, batch: int = 16, with_conv1: bool = False):
         """GG-CNN maps for one run's params: x [N, H, W, C] -> [N, H, W, 4] (host numpy).

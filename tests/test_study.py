@@ -125,3 +125,22 @@ def test_paired_statistics_of_a_hand_computed_case():
     assert d["p"] == pytest.approx(0.0625) and d["n"] == 5
     # AULC of the baseline's seed 0: trapezoids (0.55 + 0.65) * 20 / 40 = 0.6.
     assert rep["aulc"]["rs"]["per_seed"][0] == pytest.approx(0.6)
+
+
+@pytest.mark.slow
+def test_each_strategy_logs_to_its_own_folder(six):
+    wd, _ = six
+    for name in ("rs", "dal"):
+        text = (wd / name / "log.txt").read_text()
+        assert text.count("round 0: mean accuracy") == 1, name  # not the other strategies'
+
+
+@pytest.mark.slow
+def test_the_alpha_study_has_the_same_report_against_alpha_zero(tmp_path):
+    rep = study.run(smoke(), tmp_path, alphas="0,0.5", progress=False)
+    assert rep["labels"] == ["alpha 0", "alpha 0.5"] and rep["baseline"] == "alpha 0"
+    assert set(rep["diff"]) == {"alpha 0.5"}
+    for name in ("study.md", "study.json", "study.png", "alpha/selected_0.5.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    with pytest.raises(ValueError, match="two or more alphas"):
+        study.run(smoke(), tmp_path / "one", alphas="0.1", progress=False)

@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 from PIL import Image
 
-from dal_jax import study_figures
+from dal_jax import study, study_figures
 from dal_jax import study_report as sr
 
 LABELED = [20, 40, 60, 80, 100]
@@ -211,13 +211,13 @@ def test_build_upper_and_json_clean():
 
 
 def test_write_files(tmp_path):
-    study = _study(s=4)
+    results = _study(s=4)
     upper = {"kind": "supervised", "labeled": 500, "accuracy": [0.9, 0.92]}
-    rep = sr.write(tmp_path / "out", study, "rs", upper=upper, n_boot=300)
+    rep = study.write_report(tmp_path / "out", results, "rs", upper=upper, n_boot=300)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["study.json", "study.md", "study.png"]
     assert json.loads((out / "study.json").read_text()) == rep
-    assert rep == sr.build(study, "rs", upper=upper, n_boot=300)
+    assert rep == sr.build(results, "rs", upper=upper, n_boot=300)
     assert (out / "study.md").read_text() == sr.markdown(rep)
     with Image.open(out / "study.png") as im:
         assert im.size == (640, 420)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dal_jax import plugin
+from dal_jax import models, plugin
 from dal_jax.strategies import base
 
 
@@ -52,7 +52,9 @@ class VAE(nn.Module):
         self.logvar = nn.Dense(self.latent)
         side = self.size // 8
         self.dec_fc = nn.Dense(side * side * self.widths[-1])
-        self.dec = [nn.ConvTranspose(w, (4, 4), strides=(2, 2)) for w in self.widths[-2::-1]]
+        # PyTorch's ConvTranspose2d(4, stride 2, padding 1), as the reference, in the fast
+        # sub-pixel form: XLA:CPU's transposed conv made VAAL's step 7x DAL's.
+        self.dec = [models.TorchConv(w, 4, 2, 1, 0) for w in self.widths[-2::-1]]
         self.out = nn.Conv(self.channels, (1, 1))
 
     def encode(self, x):
