@@ -157,7 +157,9 @@ class Decoder(nn.Module):
     def __call__(self, z):
         for name, c, k, s, p, op in DECODER:
             z = nn.relu(
-                TorchConv(c, k, s, p, op, fast=self.fast, init_scheme=self.init_scheme, name=name)(z)
+                TorchConv(c, k, s, p, op, fast=self.fast, init_scheme=self.init_scheme, name=name)(
+                    z
+                )
             )
         # The four 2x2 heads run as one 4-channel conv: one pass over the largest activation.
         heads = [_Head(self.init_scheme, name=name)(z.shape[-1]) for name in HEADS]
