@@ -63,13 +63,14 @@ def _avg_ranks(a: np.ndarray) -> np.ndarray:
     return (a[None, :] < a[:, None]).sum(1) + ((a[None, :] == a[:, None]).sum(1) + 1) / 2
 
 
-def _signed_rank_counts(n: int) -> np.ndarray:
-    """[n(n+1)/2 + 1]: how many of the 2^n sign patterns give each rank sum W+ (no ties)."""
-    counts = np.zeros(n * (n + 1) // 2 + 1)
+def _signed_rank_counts(ranks2) -> np.ndarray:
+    """How many of the 2^n sign patterns give each sum of the positive doubled ranks.
+    ranks2: [n] ints, twice the (average) ranks, so ties stay integers -> [sum(ranks2) + 1]."""
+    counts = np.zeros(int(np.sum(ranks2)) + 1)
     counts[0] = 1
-    for k in range(1, n + 1):
-        # Rank k either joins the positive sum (shift by k) or not.
-        counts[k:] = counts[k:] + counts[:-k].copy()
+    for r in ranks2:
+        # This rank either joins the positive sum (shift by r) or not.
+        counts[r:] = counts[r:] + counts[:-r].copy()
     return counts
 
 
@@ -77,10 +78,12 @@ def wilcoxon(diffs) -> float:
     """Two-sided Wilcoxon signed-rank p-value of paired differences. diffs: [S].
 
     Rounded to 12 decimals; NaNs and zeros are dropped (Wilcoxon's "wilcox" zero method). With
-    n <= 25 non-zero differences and no ties among |d|: the exact null distribution of W+, else
-    the normal approximation with tie correction and no continuity correction. These equal
-    ``scipy.stats.wilcoxon(d, method='exact' | 'asymptotic')`` (scipy's defaults otherwise).
-    Returns 1.0 when no non-zero difference remains.
+    n <= 25 non-zero differences: the exact null distribution of W+ given the ranks (ties keep
+    their average ranks, so a few seeds with equal differences get an exact p too; without
+    ties this equals ``scipy.stats.wilcoxon(d, method='exact')``), p = 2 min(P(W+ <= w),
+    P(W+ >= w)) capped at 1. Beyond: the normal approximation with tie correction and no
+    continuity correction (``method='asymptotic'``). Returns 1.0 when no non-zero difference
+    remains.
     """
     # Accuracies are fractions of a test set, so equal differences may differ in the last bits;
     # rounding makes them the ties (and zeros) they are.
@@ -90,11 +93,12 @@ def wilcoxon(diffs) -> float:
     if n == 0:
         return 1.0
     a = np.abs(d)
-    r_plus = float(_avg_ranks(a)[d > 0].sum())
-    _, ties = np.unique(a, return_counts=True)
-    if n <= EXACT_MAX_N and ties.max() == 1:
-        counts, k = _signed_rank_counts(n), round(r_plus)
+    ranks = _avg_ranks(a)
+    r_plus = float(ranks[d > 0].sum())
+    if n <= EXACT_MAX_N:
+        counts, k = _signed_rank_counts(np.rint(2 * ranks).astype(int)), round(2 * r_plus)
         return float(min(2 * min(counts[: k + 1].sum(), counts[k:].sum()) / counts.sum(), 1.0))
+    _, ties = np.unique(a, return_counts=True)
     var = (n * (n + 1) * (2 * n + 1) - np.sum(ties**3 - ties) / 2) / 24
     if var <= 0:
         return 1.0

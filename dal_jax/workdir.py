@@ -28,6 +28,9 @@ from dal_jax import checkpoint
 from dal_jax.runs import Grid
 
 LOCK_NAME = ".lock"
+# Config fields added after runs were first saved, with the value that does what runs did
+# before them: a saved config without the field is read with this value.
+ADDED_FIELDS = {"init_from": "", "split_from_seed": False, "test_size": 10}
 # Config fields that may differ between a run and its resumption.
 RESUMABLE_FIELDS = (
     "rounds",
@@ -125,8 +128,10 @@ def holder(path: pathlib.Path, wait: float = 2.0) -> str:
 
 def config_diff(saved: dict, current: dict) -> list[str]:
     """Names of the fields (other than RESUMABLE_FIELDS) that differ, compared as JSON. The
-    strategy settings section is not named when the strategy itself differs."""
-    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+    strategy settings section is not named when the strategy itself differs. A field added
+    after ``saved`` was written counts as its `ADDED_FIELDS` value there."""
+    saved = {**ADDED_FIELDS, **json.loads(json.dumps(saved))}
+    current = json.loads(json.dumps(current))
     keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
     diff = sorted(k for k in keys if saved.get(k) != current.get(k))
     return [k for k in diff if not (k == "strategies" and "strategy" in diff)]

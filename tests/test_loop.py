@@ -558,3 +558,10 @@ def test_init_from_starts_every_round_from_the_prior_and_reports_round_minus_one
 def test_init_from_refuses_another_input_scaling(dal_run, tmp_path):
     with pytest.raises(ValueError, match=r"input_scale 10.0, this config 1.0"):
         loop.run(smoke(init_from=str(dal_run[0]), input_scale=1.0), tmp_path, progress=False)
+
+
+def test_a_run_saved_before_a_field_existed_resumes():
+    c = experiment.resolve(smoke()).to_dict()
+    old = {k: v for k, v in c.items() if k not in workdir.ADDED_FIELDS}
+    assert workdir.config_diff(old, c) == []
+    assert workdir.config_diff(old, {**c, "init_from": "runs/x"}) == ["init_from"]
