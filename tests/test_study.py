@@ -8,18 +8,16 @@ import sys
 import numpy as np
 import pytest
 
-from dal_jax import study, study_report
-from experiments.configs import synthetic
+from dal_jax import checkpoint, study, study_report
+from tests.test_loop import smoke as loop_smoke
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def smoke(**overrides):
-    c = synthetic.get_config("smoke")
     # A narrow VAE at 16 px: VAAL's programs compiled in a fraction of the time.
+    c = loop_smoke(**overrides)
     c.strategies.vaal.size, c.strategies.vaal.widths = 16, (8, 8, 8, 8)
-    for k, v in overrides.items():
-        c[k] = v
     return c
 
 
@@ -144,5 +142,15 @@ def test_the_alpha_study_has_the_same_report_against_alpha_zero(tmp_path):
     assert set(rep["diff"]) == {"alpha 0.5"}
     for name in ("study.md", "study.json", "study.png", "alpha/selected_0.5.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+    # The grid ran as one program: one state of 2 alphas x 2 seeds, results per alpha.
+    grid = tmp_path / "alpha"
+    assert [r["alpha"] for r in json.loads((grid / "alpha_study.json").read_text())] == [0, 0.5]
+    for a in ("0", "0.5"):
+        res = json.loads((grid / f"alpha_{a}" / "results.json").read_text())
+        assert res["alpha"] == float(a) and [len(r["accuracy"]) for r in res["rounds"]] == [2, 2]
+        assert (grid / f"alpha_{a}" / "curves.png").exists()
+    assert (grid / "alpha_curves.png").exists()
+    _, meta = checkpoint.restore_meta(grid)
+    assert len(meta["accuracy"]) == 4
     with pytest.raises(ValueError, match="two or more alphas"):
         study.run(smoke(), tmp_path / "one", alphas="0.1", progress=False)

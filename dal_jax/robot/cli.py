@@ -61,26 +61,24 @@ def _ints(text, n=None):
     return vals
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (e.g. ``--depth_scale``)."""
+def _finite(text: str, ok, what: str) -> float:
     try:
         v = float(text)
     except ValueError:
         v = math.nan
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not (math.isfinite(v) and ok(v)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (e.g. ``--depth_scale``)."""
+    return _finite(text, lambda v: v > 0, "a positive number")
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0 (e.g. ``--record_min_change``)."""
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v
+    return _finite(text, lambda v: v >= 0, "a number >= 0")
 
 
 def check_output_file(path, flag: str) -> pathlib.Path:
