@@ -3,7 +3,7 @@
     python -m experiments.ll_scale [--margins=1,0.1] [--seeds=3] [--steps=240] [--labelled=20]
 
 Yoo & Kweon set the ranking loss's margin (1) and weight (1) for classification losses of order
-1; GG-CNN's per-sample losses are smaller. This trains LL (the synthetic protocol's recipe, 96 px,
+1; GG-CNN's unweighted per-sample losses are about 1e-2, the recipe's (grasp pixels x20) larger. This trains LL (the synthetic protocol's recipe, 96 px,
 ``--labelled`` labelled images) for each margin and, every 24 steps, on a fixed labelled batch
 per seed reports: GG-CNN's mean per-sample loss and its spread between pairs (what the ranking
 compares), the ranking loss, and the ratio of the norms of the two terms' gradients with respect
@@ -23,7 +23,7 @@ def measure(margin: float, seeds: int, steps: int, labelled: int, every: int = 2
     import jax.numpy as jnp
     import numpy as np
 
-    from dal_jax import experiment, train
+    from dal_jax import experiment, losses
     from dal_jax.runs import Grid
     from dal_jax.strategies import ll
     from experiments.configs import synthetic
@@ -43,7 +43,7 @@ def measure(margin: float, seeds: int, steps: int, labelled: int, every: int = 2
 
     def terms(params, x, y):
         maps, feats = trainer.model.apply({"params": params["ggcnn"]}, x)
-        per = train.ggcnn_loss(maps, y, tc.pos_weight, tc.weight_heads)
+        per = losses.ggcnn_loss(maps, y, tc.pos_weight, tc.weight_heads)
         w = jnp.ones(per.shape)
         rank = ll.ranking_loss(plug.predict(params["ll"], feats), per, w, plug.margin)
         return per, rank
