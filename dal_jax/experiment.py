@@ -10,12 +10,11 @@ from those files (`experiments.configs.complete`) before calling in here.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from dal_jax import data, strategies, train
-from dal_jax.runs import INIT, Grid
+from dal_jax.runs import Grid
 
 ORACLES = ("gt", "human")
 # Fields that may stay None: "no initial count" means the dataset's recorded initial set.
@@ -203,15 +202,3 @@ def load_prior(c, trainer: train.Trainer, image_shape) -> dict | None:
                 f"{np.shape(v)} here"
             )
     return params
-
-
-def initial_states(trainer: train.Trainer, grid: Grid, round_index: int, image_shape, prior=None):
-    """Every run's networks for a round that starts afresh: new ones from the round's INIT
-    keys, with GG-CNN's parameters replaced by ``prior`` (prior knowledge) when given."""
-    states = trainer.init_states(grid.keys(INIT, round_index), image_shape)
-    if prior is None:
-        return states
-    tiled = jax.tree.map(
-        lambda a: jnp.broadcast_to(jnp.asarray(a), (grid.num_runs, *a.shape)), prior
-    )
-    return states.replace(params={**states.params, "ggcnn": tiled})

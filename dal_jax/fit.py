@@ -179,6 +179,18 @@ def fit(
     return states.replace(params=best["params"]), info
 
 
+def initial_states(trainer: train.Trainer, grid: Grid, round_index: int, image_shape, prior=None):
+    """Every run's networks for a round that starts afresh: new ones from the round's INIT
+    keys, with GG-CNN's parameters replaced by ``prior`` (prior knowledge) when given."""
+    states = trainer.init_states(grid.keys(INIT, round_index), image_shape)
+    if prior is None:
+        return states
+    tiled = jax.tree.map(
+        lambda a: jnp.broadcast_to(jnp.asarray(a), (grid.num_runs, *a.shape)), prior
+    )
+    return states.replace(params={**states.params, "ggcnn": tiled})
+
+
 def train_runs(
     c,
     trainer: train.Trainer,
@@ -209,7 +221,7 @@ def train_runs(
     if steps is None:
         steps = num_steps(c, int(masks[0].sum()))
     if states is None:
-        states = trainer.init_states(grid.keys(INIT, round_index), images.inputs.shape[1:])
+        states = initial_states(trainer, grid, round_index, images.inputs.shape[1:])
     targets = images.targets if targets is None else targets
     states, info = fit(
         trainer,

@@ -36,7 +36,7 @@ from dal_jax import (
     strategies,
     train,
 )
-from dal_jax.runs import SELECT, Grid
+from dal_jax.runs import INIT, SELECT, Grid
 from dal_jax.workdir import check_workdir, claim
 
 log = logging.getLogger("dal_jax")
@@ -175,7 +175,7 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
     log.info(
         "run: %s, %d pool / %d test, %d runs", c.dataset, len(ds.pool), len(ds.test), grid.num_runs
     )
-    template = trainer.init_states(grid.keys(0, 0), ds.pool.inputs.shape[1:])
+    template = trainer.init_states(grid.keys(INIT, 0), ds.pool.inputs.shape[1:])
     ls = try_resume(workdir, template, len(ds.pool))
     if ls is None:
         labels = {}
@@ -230,9 +230,7 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
     c, r = ctx.c, ls.round + 1
     states = ls.states if (c.warm_start and ls.states is not None) else None
     if states is None:
-        states = experiment.initial_states(
-            ctx.trainer, ctx.grid, r, ctx.pool.inputs.shape[1:], ctx.prior
-        )
+        states = fit.initial_states(ctx.trainer, ctx.grid, r, ctx.pool.inputs.shape[1:], ctx.prior)
     targets = oracle.apply_human_labels(ctx.pool.targets, ls.human_labels, c.image_size)
     t0, base = time.time(), bar.n
     states, info, steps, val = fit.train_runs(
@@ -277,9 +275,7 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
 
 def _prior_record(ctx: _Context) -> dict:
     """Round -1: the ``--init_from`` model on the test set, before this run's labels."""
-    states = experiment.initial_states(
-        ctx.trainer, ctx.grid, 0, ctx.pool.inputs.shape[1:], ctx.prior
-    )
+    states = fit.initial_states(ctx.trainer, ctx.grid, 0, ctx.pool.inputs.shape[1:], ctx.prior)
     diag = fit.assess(ctx.trainer, states, ctx.ds.test)
     acc = diag.pop("accuracy")
     log.info("round -1 (the --init_from model): mean accuracy %.4f", fit.mean_accuracy(acc))

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from dal_jax import data
-from dal_jax.oracle import annotate
+from dal_jax.oracle import annotate, pool_ground_truth
 
 DATASET = "frames"
 HOLDOUT = "holdout"
@@ -66,7 +66,8 @@ def split_holdout(c, ds: data.Dataset, workdir, on_url=None) -> data.Dataset:
     idx = holdout_indices(c, len(frames))
     labels = label_frames(workdir, c, frames, idx, HOLDOUT, on_url)
     test = frames.subset(idx)
-    test.gt_rects, test.gt_mask = rects_of(labels, idx)
+    rects, mask = pool_ground_truth(ds, labels)
+    test.gt_rects, test.gt_mask = rects[idx], mask[idx]
     rest = np.setdiff1d(np.arange(len(frames)), idx)
     return data.Dataset(ds.name, frames.subset(rest), test, None, dict(ds.info, holdout=idx))
 
@@ -76,13 +77,3 @@ def label_frames(workdir, c, frames: data.Pool, idx, queue: str, on_url=None) ->
     <queue>`` until the user presses Finish; returns {frame index: rectangles [G, 4, 2]}."""
     where = pathlib.Path(workdir) / "annotate" / queue
     return annotate(c, frames, idx, where, on_url, round_index=0, existing=True)
-
-
-def rects_of(labels: dict, idx) -> tuple[np.ndarray, np.ndarray]:
-    """(gt_rects [V, G, 4, 2], gt_mask [V, G]) of the frames ``idx`` from their labels."""
-    g = max([1] + [len(labels[i]) for i in idx])
-    rects = np.zeros((len(idx), g, 4, 2), np.float32)
-    mask = np.zeros((len(idx), g), bool)
-    for j, i in enumerate(idx):
-        rects[j, : len(labels[i])], mask[j, : len(labels[i])] = labels[i], True
-    return rects, mask

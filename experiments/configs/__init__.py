@@ -43,7 +43,7 @@ def complete(config: ml_collections.ConfigDict, data_dir=None) -> ml_collections
     out = get(name)
     base = default.base().to_dict()
     for field, value in c.to_dict().items():
-        if field != "dataset" and _same(value, base.get(field)) is False:
+        if field != "dataset" and not _same(value, base.get(field)):
             out[field] = value
     return out
 
