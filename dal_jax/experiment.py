@@ -138,9 +138,10 @@ def strategy(c) -> strategies.Strategy:
     return strategies.get(c.strategy, **c.strategies[c.strategy].to_dict())
 
 
-def trainer(c, plugins=(), mesh=None) -> train.Trainer:
+def trainer(c, strategy=None, mesh=None) -> train.Trainer:
     """A trainer for the config's recipe with a strategy's plug-ins (none: plain GG-CNN)."""
-    return train.Trainer(train_config(c), plugins, mesh=mesh)
+    cfg = train_config(c)
+    return train.Trainer(cfg, strategy.plugins(cfg) if strategy is not None else (), mesh=mesh)
 
 
 def checkpoint_meta(c, **extra) -> dict:

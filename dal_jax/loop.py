@@ -171,7 +171,7 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
     experiment.check_budget(c, ds)
     strategy = experiment.strategy(c)
     mesh = distributed.runs_mesh(grid.num_runs) if c.shard else None
-    trainer = experiment.trainer(c, strategy.plugins(experiment.train_config(c)), mesh)
+    trainer = experiment.trainer(c, strategy, mesh)
     log.info(
         "run: %s, %d pool / %d test, %d runs", c.dataset, len(ds.pool), len(ds.test), grid.num_runs
     )

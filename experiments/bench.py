@@ -4,6 +4,7 @@
     python -m experiments.bench --peer          # plus the PyTorch peer and the ratios
     python -m experiments.bench --only=train --seeds=1,10 --size=300
     python -m experiments.bench --only=evaluate,select,detect
+    python -m experiments.bench --only=strategy_train --size=96   # each strategy's step vs RS
 
 Timings are the median of repeated runs after compilation (compile time is reported
 separately). The machine is shared and noisy: compare ratios from one run, not absolute figures
@@ -21,7 +22,7 @@ import time
 
 from absl import app, flags
 
-BENCHES = ("train", "infer", "evaluate", "select", "detect")
+BENCHES = ("train", "infer", "evaluate", "select", "detect", "strategy_train")
 PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peer" / "torch_ggcnn.py"
 
 _ONLY = flags.DEFINE_list("only", ["train", "infer"], f"Benchmarks to run, from {BENCHES}.")
@@ -146,6 +147,12 @@ def main(argv):
 
         for rec in bench_strategies():
             emit(rec)
+    if "strategy_train" in only:
+        from experiments.bench_strategies import bench_strategy_training
+
+        bench_strategy_training(
+            min(int(v) for v in _SEEDS.value), size, batch, max(3, _STEPS.value), _REPEATS.value
+        )
     if "detect" in only:
         from experiments.bench_inference import bench_inference
 

@@ -59,6 +59,58 @@ def bench_strategies(
     return rows
 
 
+def bench_strategy_training(
+    seeds: int = 2, size: int = 96, batch: int = 8, steps: int = 6, repeats: int = 3, names=None
+) -> list[dict]:
+    """Training cost of each strategy: milliseconds per run and step of its joint training step
+    (GG-CNN plus the strategy's own networks: DAL's discriminator, LL's loss module, VAAL's
+    VAE and discriminator) at ``size`` px, and the ratio to RS (plain GG-CNN) measured in the
+    same call. A study's time is mostly these steps, so the ratios say what each strategy adds.
+    Returns a list of {"bench": "strategy_train", "strategy", "size", "seeds", "ms_per_run_step",
+    "vs_rs", "compile_s"}.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from dal_jax import strategies, train
+    from dal_jax.plugin import HParams
+
+    rng = np.random.default_rng(0)
+    n = 8 * batch
+    inputs = jnp.asarray(rng.normal(size=(n, size, size, 1)).astype(np.float32))
+    targets = jnp.asarray(rng.uniform(size=(n, size, size, 4)).astype(np.float32))
+    masks = jnp.asarray(rng.random((seeds, n)) < 0.3)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    hp = HParams(jnp.full(seeds, 0.1), num_steps=jnp.full(seeds, 1000.0))
+    rows, base = [], None
+    for name in names or strategies.NAMES:
+        strategy = strategies.get(name)
+        cfg = train.TrainConfig(batch_size=batch, chunk_steps=steps)
+        trainer = train.Trainer(cfg, strategy.plugins(cfg))
+        states = trainer.init_states(keys, (size, size, 1))
+        times = []
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
+            jax.block_until_ready(m)
+            times.append(time.perf_counter() - t)
+        ms = 1000 * sorted(times[1:])[len(times[1:]) // 2] / steps / seeds
+        base = ms if name == "rs" else base
+        row = {
+            "bench": "strategy_train",
+            "strategy": name,
+            "size": size,
+            "seeds": seeds,
+            "ms_per_run_step": round(ms, 1),
+            "vs_rs": None if base is None else round(ms / base, 2),
+            "compile_s": round(times[0] - ms * steps * seeds / 1000, 1),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=2)

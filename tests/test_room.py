@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from dal_jax import data, room
+from dal_jax import data, grasp, room
 from dal_jax.robot import cli as robot_cli
 from dal_jax.robot import read_depth
 from experiments import configs
@@ -192,3 +192,20 @@ def test_frames_are_labelled_by_the_user():
     c.oracle = "gt"
     with pytest.raises(ValueError, match="use --oracle=human"):
         experiment.resolve(c)
+
+
+def test_the_walkthrough_draws_distinct_jacquard_grasps_inside_the_crop(shared_data, tmp_path):
+    from experiments import room_walkthrough as walk
+
+    files = walk.camera_folder(shared_data, tmp_path / "camera")
+    assert len(files) == 20 and all(f.is_file() for f in files)
+    assert len(list((tmp_path / "camera").glob("*_perfect_depth.tiff"))) == 20
+    rects = walk.spread_grasps(files[0], 4)
+    assert rects.shape == (4, 4, 2)
+    assert rects.min() >= 1 and rects.max() <= walk.SIZE - 1
+    centre = grasp.rect_params(rects)[0]
+    gaps = np.linalg.norm(centre[:, None] - centre[None], axis=2)[np.triu_indices(4, 1)]
+    assert gaps.min() > 5  # spread out, not the same grasp at several jaw sizes
+    everything, _ = grasp.parse_jacquard(files[0].read_text(), scale=walk.SIZE / 1024)
+    # Every drawn grasp is one of the file's grasps.
+    assert all(np.abs(everything - r).max(axis=(1, 2)).min() < 1e-9 for r in rects)
