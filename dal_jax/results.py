@@ -68,10 +68,19 @@ def find_supervised(workdir) -> dict | None:
     return res if isinstance(res, dict) and res.get("kind") == SUPERVISED else None
 
 
+def data_variant(c) -> dict:
+    """What, beside the dataset's name and image size, decides which images a run sees: the
+    builder config and arguments (for the synthetic set its scenes: count, kinds' mix, seed)."""
+    kwargs = c.synthetic if c.dataset == "synthetic_grasps" else c.dataset_kwargs
+    return json.loads(json.dumps({"config": c.dataset_config, "kwargs": dict(kwargs)}))
+
+
 def upper_bound(workdir, c) -> dict:
     """The supervised full-pool result to draw on the curves: ``c.upper_bound`` (an
     ``experiments.train`` workdir), else ``<workdir>/../<dataset>_supervised`` if it exists.
-    Returns {label: results} (empty when there is none or it is for another dataset/size)."""
+    Returns {label: results}; empty when there is none, or it is for another dataset, image
+    size or data variant (e.g. the uniform synthetic scenes for a ``:longtail`` study), or it
+    predates the variant's record and so cannot be matched."""
     where = c.get("upper_bound") or pathlib.Path(workdir).parent / f"{c.dataset}_supervised"
     res = find_supervised(where)
     if res is None:
@@ -80,6 +89,12 @@ def upper_bound(workdir, c) -> dict:
         return {}
     if (res.get("dataset"), res.get("image_size")) != (c.dataset, c.image_size):
         log.warning("%s is for another dataset or image size: no upper bound drawn", where)
+        return {}
+    if res.get("data_variant") != data_variant(c):
+        why = "another data variant" if "data_variant" in res else "an unrecorded data variant"
+        log.warning(
+            "%s is for %s (rerun experiments.train for this one): no upper bound drawn", where, why
+        )
         return {}
     return {f"supervised, all {res['labeled']} labelled": res}
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from dal_jax import checkpoint, experiment, fit
 from dal_jax.results import SUPERVISED as KIND
-from dal_jax.results import write_json
+from dal_jax.results import data_variant, write_json
 from dal_jax.runs import Grid
 from dal_jax.workdir import claim, config_diff
 
@@ -33,6 +33,7 @@ def results(c, accuracy, diag, steps: int, labelled: int, train_s: float) -> dic
         "kind": KIND,
         "dataset": c.dataset,
         "image_size": c.image_size,
+        "data_variant": data_variant(c),
         "seeds": c.seeds,
         "labeled": labelled,
         "steps": steps,

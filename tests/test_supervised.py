@@ -86,3 +86,20 @@ def test_an_unprepared_dataset_says_how_to_prepare_it(tmp_path):
     assert p.returncode == 2
     assert "datasets.prepare --dataset=cornell" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_the_upper_bound_is_drawn_only_for_the_same_data_variant(tmp_path):
+    from dal_jax import results, supervised
+
+    uniform, longtail = synthetic.get_config(), synthetic.get_config("longtail")
+    diag = {"collapsed": [False]}
+    sup = tmp_path / "synthetic_grasps_supervised"
+    sup.mkdir()
+    res = supervised.results(uniform, [0.8], diag, steps=10, labelled=240, train_s=1.0)
+    (sup / "results.json").write_text(json.dumps(res))
+    study = tmp_path / "study"
+    assert list(results.upper_bound(study, uniform)) == ["supervised, all 240 labelled"]
+    assert results.upper_bound(study, longtail) == {}  # the uniform scenes' bound: not drawn
+    del res["data_variant"]  # written before the variant was recorded: cannot be matched
+    (sup / "results.json").write_text(json.dumps(res))
+    assert results.upper_bound(study, uniform) == {}

@@ -28,9 +28,9 @@ def get(name: str, variant: str | None = None) -> ml_collections.ConfigDict:
     """The experiment config of a dataset (a file name here, or its TFDS builder name)."""
     for n in names():
         module = importlib.import_module(f"experiments.configs.{n}")
-        c = module.get_config(variant)
-        if name in (n, c.dataset):
-            return c
+        # The variant is the named dataset's own (another file may not know it).
+        if name in (n, module.get_config().dataset):
+            return module.get_config(variant)
     raise ValueError(f"unknown dataset {name!r}; valid: auto, {', '.join(names())}")
 
 
