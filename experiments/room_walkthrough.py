@@ -22,6 +22,7 @@ chromium``), and torch for ``--prior`` (the weights' conversion only).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -36,6 +37,7 @@ import time
 import numpy as np
 
 from dal_jax import grasp
+from dal_jax.annotate import folder, labels
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 300  # the frames config's crop side
@@ -78,26 +80,33 @@ def spread_grasps(path: pathlib.Path, k: int) -> np.ndarray:
 
 
 class Main:
-    """experiments.main in a subprocess; the annotation pages it serves, as (name, url, time)."""
+    """experiments.main in a subprocess (``cmd``, run in the repository); the annotation pages
+    it serves, as (name, url, time served), and its output lines (echoed with ``echo``)."""
 
-    def __init__(self, cmd, env):
+    def __init__(self, cmd, env, echo: bool = False):
         self.proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        self.pages, self.lines = queue.Queue(), []
+        self.pages, self.lines, self.echo = queue.Queue(), [], echo
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
         for line in self.proc.stdout:
             self.lines.append(line)
-            sys.stdout.write(line)
+            if self.echo:
+                sys.stdout.write(line)
             m = URL.search(line)
             if m:
                 self.pages.put((m.group(1), m.group(2), time.monotonic()))
         self.pages.put(None)
 
-    def next_page(self):
-        return self.pages.get()
+    def next_page(self, timeout: float | None = None):
+        """The next page served, or None when the program ended first (or ``timeout`` seconds
+        passed without one)."""
+        try:
+            return self.pages.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
 
 def draw(page, rects: np.ndarray) -> None:
@@ -119,7 +128,7 @@ def label_queue(page, url: str, qdir: pathlib.Path, wanted) -> dict:
     """Labels every sample of the queue at ``url``; wanted(frame id) -> rects to draw."""
     from playwright.sync_api import expect
 
-    ids = [s["id"] for s in json.loads((qdir / "queue.json").read_text())["samples"]]
+    ids = [s["id"] for s in folder.load_manifest(qdir)["samples"]]
     page.goto(url)
     page.wait_for_selector("body[data-ready='1']", timeout=30000)
     t0, drawn = time.monotonic(), 0
@@ -142,13 +151,10 @@ def label_queue(page, url: str, qdir: pathlib.Path, wanted) -> dict:
 
 def check_labels(qdir: pathlib.Path, wanted) -> int:
     """Grasps whose saved rectangle is off the drawn one by > 1.5 px or > 2 degrees."""
-    from dal_jax.annotate import folder
-
-    bad = 0
-    for sample in sorted((qdir / folder.SAMPLES).iterdir()):
-        saved = json.loads((sample / "grasps.json").read_text())
-        got = np.asarray(saved["rects"], np.float64).reshape(-1, 4, 2)
-        want = wanted(saved["id"])
+    manifest, bad = folder.load_manifest(qdir), 0
+    for i, sample in enumerate(manifest["samples"]):
+        got = labels.read_sample(qdir, i, manifest)[0].astype(np.float64)
+        want = wanted(sample["id"])
         if len(got) != len(want):
             bad += abs(len(got) - len(want))
             continue
@@ -179,40 +185,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _padded(rect_lists) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame rectangle lists -> (rects [N, G, 4, 2], mask [N, G])."""
-    g = max(len(r) for r in rect_lists)
-    rects, mask = (
-        np.zeros((len(rect_lists), g, 4, 2), np.float32),
-        np.zeros((len(rect_lists), g), bool),
-    )
-    for i, r in enumerate(rect_lists):
-        rects[i, : len(r)], mask[i, : len(r)] = r, True
-    return rects, mask
-
-
 def holdout_accuracy(out: pathlib.Path, run: pathlib.Path, source_of: dict) -> dict:
     """Each model's accuracy on the hold-out against the person's labels (what the loop
     reports) and against all of Jacquard's labels of the same frames (tens to hundreds a frame,
     so a prediction is not counted wrong only for missing the few grasps a person drew).
     -> {"prior" | "round r": {"drawn": acc, "jacquard": acc}}."""
-    from dal_jax import checkpoint, data, metric, train
-    from dal_jax.annotate import folder
+    from dal_jax import checkpoint, data, metric, oracle, train
 
     qdir = run / "annotate" / "holdout"
-    ids = [s["id"] for s in json.loads((qdir / "queue.json").read_text())["samples"]]
+    manifest = folder.load_manifest(qdir)
     ds = data.load_dataset("frames", str(out / "tfds"), channels="depth")
     pool_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ds.pool.ids]
-    x = ds.pool.inputs[[pool_ids.index(i) for i in ids]]
-    drawn = _padded(
-        [
-            np.asarray(
-                json.loads((folder.sample_dir(qdir, i) / "grasps.json").read_text())["rects"]
-            )
-            for i in range(len(ids))
-        ]
+    idx = [pool_ids.index(s["id"]) for s in manifest["samples"]]
+    x = ds.pool.inputs[idx]
+    drawn = {j: labels.read_sample(qdir, i, manifest)[0] for i, j in enumerate(idx)}
+    full = {
+        j: grasp.parse_jacquard(source_of[pool_ids[j]].read_text(), SIZE / 1024)[0] for j in idx
+    }
+    # Padded as the loop pads a user's labels (the frames have none of their own), then the
+    # hold-out's rows.
+    drawn, full = (
+        tuple(a[idx] for a in oracle.pool_ground_truth(ds, given)) for given in (drawn, full)
     )
-    full = _padded([grasp.parse_jacquard(source_of[i].read_text(), SIZE / 1024)[0] for i in ids])
     models = [("prior", out / "prior", None)] if (out / "prior").exists() else []
     models += [(f"round {r}", run, r) for r in checkpoint.rounds(run)]
     res = {}
@@ -221,8 +215,8 @@ def holdout_accuracy(out: pathlib.Path, run: pathlib.Path, source_of: dict) -> d
         cfg = train.TrainConfig(input_scale=float(meta.get("input_scale", 1.0)))
         preds = train.Trainer(cfg).predict(params, x)[None]
         res[name] = {
-            k: float(np.asarray(metric.evaluate(preds, *labels).acc)[0])
-            for k, labels in (("drawn", drawn), ("jacquard", full))
+            k: float(np.asarray(metric.evaluate(preds, *gt).acc)[0])
+            for k, gt in (("drawn", drawn), ("jacquard", full))
         }
     return res
 
@@ -268,15 +262,13 @@ def main(argv=None):
         main_flags += [f"--init_from={prior}", "--config.input_scale=1"]
     run = out / "run"
     cmd = [py, "-m", "experiments.main", "--dataset=frames", "--strategy=dal", f"--workdir={run}"]
-    wanted_cache = {}
 
+    @functools.cache
     def wanted(frame_id):
-        if frame_id not in wanted_cache:
-            wanted_cache[frame_id] = spread_grasps(source_of[frame_id], a.grasps_per_frame)
-        return wanted_cache[frame_id]
+        return spread_grasps(source_of[frame_id], a.grasps_per_frame)
 
     pages, started = [], time.monotonic()
-    main_ = Main([*cmd, "--noprogress", *main_flags], env)
+    main_ = Main([*cmd, "--noprogress", *main_flags], env, echo=True)
     finished_at = started
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)

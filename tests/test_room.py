@@ -6,12 +6,8 @@ and load the resulting checkpoint in the robot loop on the recorded frames."""
 import json
 import os
 import pathlib
-import queue
-import re
 import signal
-import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -21,10 +17,8 @@ from dal_jax import data, grasp, room
 from dal_jax.robot import cli as robot_cli
 from dal_jax.robot import read_depth
 from experiments import configs
+from experiments import room_walkthrough as walk
 from tests.test_annotate import CHROMIUM, CHROMIUM_ARGS, _playwright_or_skip
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-URL = re.compile(r"annotate \((\w+)\) at (http://\S+)")
 
 
 def _frames(shared: pathlib.Path, out: pathlib.Path) -> None:
@@ -43,8 +37,9 @@ def _frames(shared: pathlib.Path, out: pathlib.Path) -> None:
     tifffile.imwrite(out / "f01b_again.tiff", noisy)  # f01 seen again at once: skipped
 
 
-class Main:
-    """experiments.main in a subprocess; the annotation page URLs it prints, as they come."""
+class Main(walk.Main):
+    """experiments.main on the smoke frames config in a subprocess; the annotation pages it
+    serves, as they come."""
 
     def __init__(self, workdir: pathlib.Path, *flags):
         cmd = [
@@ -56,28 +51,12 @@ class Main:
             "--noprogress",
             *flags,
         ]
-        env = dict(os.environ, JAX_PLATFORMS="cpu")
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.urls, self.lines = queue.Queue(), []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            m = URL.search(line)
-            if m:
-                self.urls.put((m.group(1), m.group(2)))
+        super().__init__(cmd, dict(os.environ, JAX_PLATFORMS="cpu"))
 
     def next_page(self, timeout=300) -> tuple[str, str]:
-        for _ in range(timeout):
-            try:
-                return self.urls.get(timeout=1)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.urls.empty():
-                    break
-        raise AssertionError("no annotation page served:\n" + "".join(self.lines))
+        got = super().next_page(timeout)
+        assert got is not None, "no annotation page served:\n" + "".join(self.lines)
+        return got[:2]
 
 
 def _label(page, expect, url, n: int, skip_first: bool = False) -> None:
@@ -195,8 +174,6 @@ def test_frames_are_labelled_by_the_user():
 
 
 def test_the_walkthrough_draws_distinct_jacquard_grasps_inside_the_crop(shared_data, tmp_path):
-    from experiments import room_walkthrough as walk
-
     files = walk.camera_folder(shared_data, tmp_path / "camera")
     assert len(files) == 20 and all(f.is_file() for f in files)
     assert len(list((tmp_path / "camera").glob("*_perfect_depth.tiff"))) == 20
