@@ -14,6 +14,8 @@ Array conventions (N examples, S x S images, G = most rectangles of any example)
   value is in [-1, 1] where float16 is accurate to ~5e-4. Cast to float32 before training.
 * ``gt_rects`` [N, G, 4, 2] float32 (row, col), padded with zeros; ``gt_mask`` [N, G] bool.
 * ``depth`` [N, S, S] float32 metres (inpainted crop); ``rgb`` [N, S, S, 3] uint8.
+* ``kinds`` [N, K] int32: objects of each kind in each image, for datasets that record kinds
+  (the synthetic scenes, K = len(``info["kind_names"]``)); None for real datasets.
 
 Host memory for Cornell (885 images) at 300 x 300, depth input (the paper's setting): inputs
 319 MB + targets 637 MB + depth 319 MB + rgb 239 MB + rectangles < 10 MB = about 1.52 GB.
@@ -46,6 +48,7 @@ class Pool:
     rgb: np.ndarray | None
     depth: np.ndarray | None
     object_ids: np.ndarray | None = None
+    kinds: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -68,6 +71,7 @@ class Pool:
             rgb=take(self.rgb),
             depth=take(self.depth),
             object_ids=take(self.object_ids),
+            kinds=take(self.kinds),
         )
 
 
@@ -284,6 +288,8 @@ def load_dataset(
     pool, initial = load_pool(src.get("train", []), size, channels, display)
     test, _ = load_pool(src.get("test", []), size, channels, display)
     meta = dict(builder.info.metadata or {})
+    pool.kinds = scene_kinds(pool.ids, meta, name)
+    test.kinds = scene_kinds(test.ids, meta, name)
     info = {
         "name": name,
         "config": builder.builder_config.name,
@@ -295,6 +301,8 @@ def load_dataset(
         "skipped": meta.get("skipped", []),
         "skipped_rects": meta.get("skipped_rects", 0),
     }
+    if pool.kinds is not None:
+        info["kind_names"] = list(meta["kind_names"])
     return Dataset(
         name=name,
         pool=pool,
@@ -302,3 +310,120 @@ def load_dataset(
         initial=np.flatnonzero(initial) if initial.any() else None,
         info=info,
     )
+
+
+def scene_kinds(ids, metadata: dict, dataset: str = "dataset") -> np.ndarray | None:
+    """Objects of each kind in each image, [N, K] int32, from a builder's metadata.
+
+    ids [N] scene ids; ``metadata["scene_kinds"]`` maps a scene id to its objects per kind (a
+    list in the order of ``metadata["kind_names"]``, K names). None when the dataset records
+    no kinds (real datasets). ValueError when an image's scene is missing from the record.
+    """
+    record, names = metadata.get("scene_kinds"), metadata.get("kind_names")
+    if record is None or names is None:
+        return None
+    ids = [str(i) for i in np.asarray(ids).tolist()]
+    missing = [i for i in ids if i not in record]
+    if missing:
+        raise ValueError(
+            f"{dataset}: the metadata's scene_kinds has no entry for {len(missing)} image(s) "
+            f"(first: {missing[0]}); rebuild the dataset"
+        )
+    out = np.zeros((len(ids), len(names)), np.int32)
+    for row, sid in enumerate(ids):
+        out[row] = record[sid]
+    return out
+
+
+# --------------------------------------------------------------------------- per-image facts
+
+
+def grasp_counts(pool: Pool) -> np.ndarray:
+    """Labelled grasp rectangles of each image, [N] int64 (``gt_mask`` [N, G] summed)."""
+    return np.asarray(pool.gt_mask, bool).sum(axis=1)
+
+
+def _surface_basis(h: int, w: int, degree: int) -> np.ndarray:
+    """Monomials x^i y^j (i + j <= degree) of centred pixel coordinates scaled to about
+    [-0.5, 0.5] (well-conditioned normal equations), as [H * W, terms] float64."""
+    scale = max(h, w)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    y, x = (y - (h - 1) / 2) / scale, (x - (w - 1) / 2) / scale
+    terms = [x**i * y**j for i in range(degree + 1) for j in range(degree + 1 - i)]
+    return np.stack(terms, axis=-1).reshape(h * w, -1)
+
+
+def _fit_surface(basis, d, use) -> np.ndarray:
+    """Least-squares coefficients [terms] of the surface through the pixels ``use`` [P] bool
+    of d [P] (basis [P, terms])."""
+    a = basis[use]
+    return np.linalg.lstsq(a.T @ a, a.T @ d[use], rcond=None)[0]
+
+
+def object_pixels(
+    depth,
+    above: float = 0.010,
+    band: float = 0.005,
+    degree: int = 2,
+    refits: int = 2,
+    max_envelope_iters: int = 20,
+) -> np.ndarray:
+    """Pixels of each image that stand more than ``above`` metres above the table, [N] int64.
+
+    depth [N, H, W] metres (e.g. ``Pool.depth``); NaN, inf and values <= 0 are missing and
+    never counted. The table is a smooth surface fitted by least squares: a polynomial of
+    ``degree`` in (row, col), 2 by default because Cornell's depth is the range along each
+    pixel's ray, in which a flat table seen at an angle is curved (a plane misses it by tens
+    of mm across a 300 px crop); a planar table is fitted exactly either way, and
+    ``degree=1`` fits a plane. The fit:
+
+    1. over all valid pixels;
+    2. lower envelope: refit on the pixels not more than ``band`` nearer than the surface
+       until it stops moving (at most ``max_envelope_iters`` fits). Objects only ever stand
+       nearer than the table, so a first fit pulled towards large ones sinks back to the
+       table instead of losing it, as a symmetric band around a biased fit can;
+    3. ``refits`` fits on the pixels within ``band`` of the surface (the table alone).
+
+    A pixel counts when it is more than ``above`` nearer to the camera than the surface.
+    Limits: objects lower than ``above`` (Cornell's glasses, pens, toothbrushes, the
+    synthetic plates) count nothing or next to nothing; depth edges smoothed by inpainting
+    add part of a rim; where a crop reaches past the table's edge, structures standing above
+    the table's extrapolated surface (Cornell's wall behind the table, in the crops of its
+    tall boxes) count too, and a crop mostly off the table can fit the wrong surface.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 3:
+        raise ValueError(f"depth must be [N, H, W]; got shape {depth.shape}")
+    n, h, w = depth.shape
+    basis = _surface_basis(h, w, degree)
+    # The fits use a grid of about 20k pixels (every 2nd row and column of a 300 px crop): as
+    # accurate for a smooth surface and ~4x faster; the count uses every pixel.
+    step = max(1, int(math.sqrt(h * w / 20000)))
+    grid = (np.arange(0, h, step)[:, None] * w + np.arange(0, w, step)[None, :]).reshape(-1)
+    sub = basis[grid]
+    terms = basis.shape[1]
+    out = np.zeros(n, np.int64)
+    for i in range(n):
+        full = depth[i].reshape(-1).astype(np.float64)
+        valid_full = np.isfinite(full) & (full > 0)
+        d, valid = full[grid], valid_full[grid]
+        if valid.sum() < terms:
+            continue  # too few readings to fit a table: nothing is known to stand above it
+        d = np.where(valid, d, 0.0)
+        coef = _fit_surface(sub, d, valid)
+        for _ in range(max_envelope_iters):
+            use = valid & (d - sub @ coef > -band)
+            if use.sum() < terms:
+                break
+            new = _fit_surface(sub, d, use)
+            moved = np.abs(sub @ (new - coef)).max()
+            coef = new
+            if moved < 1e-4:  # 0.1 mm: the envelope has settled
+                break
+        for _ in range(refits):
+            use = valid & (np.abs(d - sub @ coef) < band)
+            if use.sum() < terms:
+                break
+            coef = _fit_surface(sub, d, use)
+        out[i] = np.count_nonzero(valid_full & (basis @ coef - full > above))
+    return out

@@ -58,8 +58,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def check_names(c) -> None:
     """ValueError listing the valid names for an unknown strategy or oracle (checked before
     anything slow, such as looking for a prepared dataset)."""
-    if c.strategy not in strategies.NAMES:
-        raise ValueError(f"unknown strategy {c.strategy!r}; valid: {', '.join(strategies.NAMES)}")
+    if c.strategy not in strategies.ALL:
+        raise ValueError(f"unknown strategy {c.strategy!r}; valid: {strategies.valid_names()}")
     if c.oracle not in ORACLES:
         raise ValueError(f"unknown oracle {c.oracle!r}; valid: {', '.join(ORACLES)}")
 

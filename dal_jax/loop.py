@@ -170,6 +170,8 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
     fresh = experiment.initial_masks(c, ds, grid)
     experiment.check_budget(c, ds)
     strategy = experiment.strategy(c)
+    if hasattr(strategy, "bind_pool"):  # a control strategy that reads the pool's ground truth
+        strategy.bind_pool(ds.pool)
     mesh = distributed.runs_mesh(grid.num_runs) if c.shard else None
     trainer = experiment.trainer(c, strategy, mesh)
     log.info(

@@ -22,7 +22,8 @@ import traceback
 
 import numpy as np
 
-from dal_jax import experiment, fit, loop, results, strategies, study_figures, study_report
+from dal_jax import controls as control_runs
+from dal_jax import data, experiment, fit, loop, results, strategies, study_figures, study_report
 from dal_jax.runs import parse_alphas
 from dal_jax.workdir import check_workdir
 
@@ -60,27 +61,39 @@ def _with(config, **fields):
     return c
 
 
-def run(config, workdir, strategies=strategies.NAMES, alphas=None, progress=True) -> dict:
+def run(
+    config, workdir, strategies=strategies.NAMES, alphas=None, progress=True, controls=True
+) -> dict:
     """Runs (or finishes) the study in ``workdir`` and writes its report; returns study.json's
     dict. ``alphas``: a tuple of two or more DAL weights for the alpha study (then
-    ``strategies`` is not used)."""
+    ``strategies`` is not used). ``controls``: with random sampling among the strategies, also
+    run the controls that show whether the study can see a selection effect (`dal_jax.controls`:
+    no new labels, doubled steps; and the positive control "kinds" on pools with object kinds).
+    """
     workdir = pathlib.Path(workdir).expanduser()
     if alphas is not None:
         alphas = parse_alphas(alphas)
         if len(alphas) < 2:
             raise ValueError("an alpha study needs two or more alphas (e.g. --alpha=0,0.1)")
-    entries = _entries(config, parse_strategies(strategies), alphas)
-    for folder, c in entries.items():
-        if (workdir / folder).exists():
-            check_workdir(workdir / folder, c)
+    names = parse_strategies(strategies)
+    entries = _entries(config, names, alphas)
     first = next(iter(entries.values()))
     # With per-trial splits the thumbnails show seed 0's own pool.
     ds = experiment.load_data(
         experiment.for_trial_split(first, 0) if first.split_from_seed else first
     )
+    control1 = controls and _runs_controls(first, entries)
+    if control1 and ds.pool.kinds is not None:
+        entries.update(_entries(config, POSITIVE, None))
+    for folder, c in entries.items():
+        if (workdir / folder).exists():
+            check_workdir(workdir / folder, c)
     trials = first.seeds if first.split_from_seed else 1  # then trials run one by one
     per_entry = trials * sum(loop.round_steps(first, experiment.initial_count(first, ds)))
-    bar = fit.progress_bar(len(entries) * per_entry, f"study x{first.seeds} seeds", progress)
+    total = len(entries) * per_entry
+    if control1:
+        total += control_runs.control_steps(entries["rs"], first.rounds)
+    bar = fit.progress_bar(total, f"study x{first.seeds} seeds", progress)
     failed = {}
     for i, (folder, c) in enumerate(entries.items()):
         t0 = time.time()
@@ -94,8 +107,36 @@ def run(config, workdir, strategies=strategies.NAMES, alphas=None, progress=True
         bar.n = (i + 1) * per_entry
         bar.refresh()
         bar.write(_finished_line(workdir / folder, folder, failed.get(folder), time.time() - t0))
+    sensitivity = None
+    if control1 and "rs" not in failed:
+        t0 = time.time()
+        sensitivity = control_runs.label_sensitivity(
+            entries["rs"], workdir / "rs", workdir / control_runs.FOLDER, bar
+        )
+        bar.write(f"controls: no new labels, doubled steps ({time.time() - t0:.0f} s)")
     bar.close()
-    return report(workdir, entries, ds, failed)
+    ctl = None
+    if control1:
+        ctl = {
+            "label_sensitivity": sensitivity,
+            "positive": POSITIVE[0] if ds.pool.kinds is not None else None,
+            "kinds_available": ds.pool.kinds is not None,
+        }
+    return report(workdir, entries, ds, failed, ctl)
+
+
+# The positive control: picks that balance the object kinds (ground truth no strategy may use).
+POSITIVE = ("kinds",)
+
+
+def _runs_controls(first, entries) -> bool:
+    """Control 1 needs random sampling's finished curve on the study's own pool and labels."""
+    return (
+        "rs" in entries
+        and not first.split_from_seed
+        and first.oracle == "gt"
+        and not first.get("init_from")
+    )
 
 
 def _finished_line(folder: pathlib.Path, name: str, error, seconds: float) -> str:
@@ -122,9 +163,10 @@ def _load_results(folder: pathlib.Path) -> dict:
     return out
 
 
-def report(workdir: pathlib.Path, entries: dict, ds, failed: dict) -> dict:
-    """Writes study.md/json/png and selected.png from what the folders hold; returns the
-    report (with ``incomplete``: entry -> why, for failed or unfinished ones)."""
+def report(workdir: pathlib.Path, entries: dict, ds, failed: dict, controls=None) -> dict:
+    """Writes study.md/json/png, picks.png and selected.png from what the folders hold;
+    returns the report (with ``incomplete``: entry -> why, for failed or unfinished ones).
+    controls: the control runs' outcome (see `run`), None when none were run."""
     found = {}
     for folder in entries:
         found.update(_load_results(workdir / folder))
@@ -138,7 +180,14 @@ def report(workdir: pathlib.Path, entries: dict, ds, failed: dict) -> dict:
     baseline = _baseline(found)
     upper = results.upper_bound(workdir, c)
     rep = write_report(
-        workdir, found, baseline, upper=next(iter(upper.values()), None), incomplete=incomplete
+        workdir,
+        found,
+        baseline,
+        upper=next(iter(upper.values()), None),
+        incomplete=incomplete,
+        controls=controls,
+        control_labels=tuple(k for k in found if k in POSITIVE),
+        pool_info=pool_info(ds),
     )
     images = ds.pool.depth if ds.pool.depth is not None else ds.pool.inputs[..., 0]
     for label, res in found.items():
@@ -146,6 +195,19 @@ def report(workdir: pathlib.Path, entries: dict, ds, failed: dict) -> dict:
         name = "selected.png" if not label.startswith("alpha") else f"selected_{label[6:]}.png"
         study_figures.plot_selected(out / name, np.asarray(images), res, seed_index=0)
     return rep
+
+
+def pool_info(ds) -> dict:
+    """What the report says about the images a strategy picked: per pool image the object
+    kinds ([N, K] counts, or None), labelled grasps [N] and object pixels [N]."""
+    pool = ds.pool
+    depth = pool.depth if pool.depth is not None else None
+    return {
+        "kind_names": ds.info.get("kind_names") if pool.kinds is not None else None,
+        "kinds": None if pool.kinds is None else np.asarray(pool.kinds).tolist(),
+        "grasps": np.asarray(pool.gt_mask).sum(axis=1).tolist(),
+        "object_pixels": None if depth is None else data.object_pixels(depth).tolist(),
+    }
 
 
 def _baseline(found: dict) -> str:
@@ -167,4 +229,8 @@ def write_report(directory, results: dict, baseline: str, upper: dict | None = N
     tmp.replace(out / "study.json")  # a reader never sees half a file
     (out / "study.md").write_text(study_report.markdown(rep))
     study_figures.plot(out / "study.png", results, baseline, upper)
+    if rep.get("picks"):
+        study_figures.plot_picks(out / "picks.png", rep)
+    if rep["controls"]["informative"] is not None:
+        study_figures.plot_controls(out / "controls.png", rep)
     return rep

@@ -2,8 +2,11 @@
 compared paired by seed against a baseline.
 
 The numbers of study.json (`build`), the text of study.md (`markdown`) and the terminal table
-(`table`); `dal_jax.study_figures` draws study.png and selected.png, and `dal_jax.study` writes
-the files. Only numpy: the report is made where the experiments ran, which need not have scipy.
+(`table`); `dal_jax.study_figures` draws study.png, selected.png, picks.png and controls.png,
+and `dal_jax.study` writes the files. The controls that say whether a study can see a selection
+effect at all are `dal_jax.study_controls`; what strategies picked and the labels they save,
+`dal_jax.study_picks`. Only numpy: the report is made where the experiments ran, which need not
+have scipy.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from dal_jax import study_picks
 
 # Student t 0.975 quantiles for df = 1..30; beyond that 1.96 is within 2 % of the true value.
 T975 = (
@@ -240,6 +245,54 @@ def _ranks(acc: dict) -> dict:
     return dict(zip(acc, mean_ranks(np.stack(pad))))
 
 
+NO_CONTROLS = "No controls were run: whether this study can see a selection effect is unknown."
+
+
+def _control_part(controls: dict | None, results: dict, baseline: str, diff: dict, n_boot, seed):
+    """study.json's "controls": control 1 on the baseline's own rounds (its last round is what
+    the no-new-labels and doubled-steps runs repeat), control 2 on the cleaned AULC differences."""
+    if controls is None:
+        return {"informative": None, "preamble": [NO_CONTROLS]}
+    # Imported here: study_controls reuses this module's statistics.
+    from dal_jax import study_controls as sc
+
+    ls = controls.get("label_sensitivity") or {}
+    own = sorted({int(r["labeled"]) for r in results[baseline]["rounds"]})
+    rs_acc = _matrices(results[baseline], own)[0]
+    c1 = sc.label_sensitivity(
+        rs_acc, own, ls.get("no_new_labels_last"), ls.get("doubled_last"), n_boot, seed,
+        min_rise=controls.get("min_rise", 0.10),
+    )  # fmt: skip
+    c1["steps"] = ls.get("steps")
+    name = controls.get("positive")
+    if name:
+        c2 = sc.positive_control(diff.get(name, {}).get("aulc"), name)
+    elif controls.get("kinds_available") is False:
+        c2 = sc.not_applicable()
+    else:
+        c2 = sc.not_run()
+    return {"label_sensitivity": c1, "positive": c2, "informative": sc.informative(c1, c2),
+            "preamble": sc.verdict_preamble(c1, c2)}  # fmt: skip
+
+
+def _verdicts(rep: dict, baseline: str, controls: set) -> list[str]:
+    """The verdict sentences of the strategies (not the controls), marked when uninformative."""
+    b = rep["aulc"][baseline]
+    out = [
+        f"{baseline} (baseline): AULC {_pct(b['mean'])} % (95 % CI {_ci(b['ci'])}), {b['n']} seeds."
+    ] + [_verdict(k, baseline, d["aulc"]) for k, d in rep["diff"].items() if k not in controls]
+    mark = "(uninformative) " if rep["controls"]["informative"] is False else ""
+    return [mark + v for v in out]
+
+
+def _control_set(controls: dict | None, control_labels, baseline: str) -> set:
+    """The labels that are controls: ``control_labels`` and the positive control's name."""
+    out = set(control_labels) | {(controls or {}).get("positive")} - {None}
+    if baseline in out:
+        raise ValueError(f"the baseline {baseline!r} cannot be a control")
+    return out
+
+
 def build(
     results: dict,
     baseline: str,
@@ -247,6 +300,9 @@ def build(
     n_boot=10000,
     seed=0,
     incomplete: dict | None = None,
+    controls: dict | None = None,
+    control_labels=(),
+    pool_info: dict | None = None,
 ) -> dict:
     """The study.json content (JSON-ready: floats, lists, None for NaN).
 
@@ -255,12 +311,21 @@ def build(
     missing), reported at the top. Only the labelled counts all labels have are compared.
     Verdict per label on the paired per-seed AULC difference to the baseline: "beats" when its
     bootstrap 95 % CI is above 0, "loses to" when below 0, else "no difference detectable".
+
+    control_labels: labels of ``results`` that are controls (and ``controls["positive"]``): they
+    get AULC and differences but no verdict or rank. controls: {"label_sensitivity":
+    {"no_new_labels_last": [S] or None, "doubled_last": [S] or None, "steps": shown as given}
+    or None, "positive": a label or None, "kinds_available": bool, optional "min_rise"} (see
+    `dal_jax.study_controls`); None: no controls were run. When a control fails, every verdict
+    is marked "(uninformative)". pool_info: {"kind_names", "kinds" [N, K], "grasps" [N],
+    "object_pixels" [N]} for "picks" (`study_picks.pick_composition`).
     """
     if baseline not in results:
         raise ValueError(f"baseline {baseline!r} not among {list(results)}")
     labeled = common_labeled(results)
     if not labeled:
         raise ValueError("the strategies share no labelled count: nothing to compare")
+    ctrl = _control_set(controls, control_labels, baseline)
     mats = {k: _matrices(res, labeled) for k, res in results.items()}
     acc = {k: m[0] for k, m in mats.items()}
     per_seed = {k: aulc(labeled, a) for k, a in acc.items()}
@@ -268,6 +333,7 @@ def build(
     rep = {
         "baseline": baseline,
         "labels": list(results),
+        "control_labels": [k for k in results if k in ctrl],
         "incomplete": dict(incomplete or {}),
         "labeled": labeled,
         "rounds_per_label": n_rounds,
@@ -283,20 +349,25 @@ def build(
             for k, v in per_seed.items()
         },
         "diff": _diffs(acc, per_seed, baseline, labeled, n_boot, seed),
-        "mean_rank": _ranks(acc),
+        "mean_rank": _ranks({k: a for k, a in acc.items() if k not in ctrl}),
         "collapsed": {
             k: {"trials": b.any(1).sum(), "cells": b.sum(), "seeds": b.shape[0]}
             for k, (_, b) in mats.items()
         },
         "upper": upper and {"labeled": upper.get("labeled"), **summary(upper["accuracy"])},
+        "labels_saved": {
+            k: study_picks.labels_saved(acc[baseline], a, labeled, n_boot, seed)
+            for k, a in acc.items()
+            if k != baseline
+        },
         "n_boot": n_boot,
         "seed": seed,
     }
+    if pool_info is not None:
+        rep["picks"] = {k: study_picks.pick_composition(r, pool_info) for k, r in results.items()}
     rep = _clean(rep)
-    b = rep["aulc"][baseline]
-    rep["verdict"] = [
-        f"{baseline} (baseline): AULC {_pct(b['mean'])} % (95 % CI {_ci(b['ci'])}), {b['n']} seeds."
-    ] + [_verdict(k, baseline, d["aulc"]) for k, d in rep["diff"].items()]
+    rep["controls"] = _control_part(controls, results, baseline, rep["diff"], n_boot, seed)
+    rep["verdict"] = _verdicts(rep, baseline, ctrl)
     return rep
 
 
@@ -331,11 +402,145 @@ def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _name(rep: dict, k: str) -> str:
+    """A label as tables show it: controls are named so."""
+    return f"{k} (control)" if k in rep.get("control_labels", ()) else k
+
+
+def _outcome(passed) -> str:
+    return {True: "pass", False: "**FAIL**", None: "—"}[passed]
+
+
+def _paired_row(what: str, d: dict | None, passed) -> list[str]:
+    if d is None:
+        return [what, "not run", "", "", "", _outcome(passed)]
+    return [what, _pct(d["mean"], True), _ci(d["ci"], True), _p(d), str(d["n"]), _outcome(passed)]
+
+
+def _control_rows(c: dict) -> list[list[str]]:
+    """The rows of the control table (accuracy points)."""
+    c1, c2 = c["label_sensitivity"], c["positive"]
+    lo, hi = c1["labeled"]
+    e = c1["label_effect"]
+    effect_ok = e is not None and (e["ci"][0] or 0) > 0 and (e["mean"] or 0) >= c1["min_rise"]
+    rows = [
+        _paired_row(f"rise: RS at {hi} − RS at {lo} labels", c1["rise"], None),
+        _paired_row(
+            f"label effect: RS at {hi} − no new labels (needs ≥ {100 * c1['min_rise']:.0f})",
+            e,
+            effect_ok,
+        ),
+    ]
+    d = c1["doubling"]
+    if d is None:
+        rows.append(
+            ["doubled steps: shift of RS's last mean", "not run", "", "", "", _outcome(False)]
+        )
+    else:
+        half = f"CI half-width {_pct(d['ci_half_width'])}"
+        n = str(d["doubled"]["n"])
+        rows.append(["doubled steps: shift of RS's last mean", _pct(d["shift"], True), half, "",
+                     n, _outcome(d["enough"])])  # fmt: skip
+    if not c2["applicable"]:
+        rows.append(["positive control", f"not applicable: {c2.get('why')}", "", "", "", "—"])
+    else:
+        what = f"positive control '{c2['name']}': AULC − RS" if c2["name"] else "positive control"
+        rows.append(_paired_row(what, c2["diff"], c2["passed"]))
+    return rows
+
+
+def _md_controls(rep: dict) -> list[str]:
+    """The section that says whether the study can see a selection effect at all."""
+    c = rep["controls"]
+    out = ["## Can this study tell strategies apart?", ""] + c["preamble"] + [""]
+    if c["informative"] is None:
+        return out
+    head = ["control", "measured", "95 % CI", "Wilcoxon p", "seeds", "outcome"]
+    out += _md_table(head, _control_rows(c)) + [""]
+    steps = c["label_sensitivity"].get("steps")
+    if steps is not None:
+        shown = (
+            ", ".join(f"{k}: {v}" for k, v in steps.items()) if isinstance(steps, dict) else steps
+        )
+        out += [f"Training steps of the controls: {shown}.", ""]
+    return out
+
+
+def _share_cells(d: dict, kinds: bool) -> list[str]:
+    cells = [_pct(v) for v in d.get("kind_share", [])] + (
+        [_pct(d.get("rare_share"))] if kinds else []
+    )
+    return cells + [_fmt(d.get("grasps"), ".2f"), _fmt(d.get("object_pixels"), ".0f")]
+
+
+def _md_picks(rep: dict) -> list[str]:
+    """Per label, per selecting round: the kind shares (%), grasps and object pixels per picked
+    image, against the pool."""
+    if not rep.get("picks"):
+        return []
+    intro = (
+        "Shares of the object kinds among the objects in the picked images (%, all seeds' picks "
+        "pooled), mean labelled grasps and object pixels per picked image; the first row is the "
+        "whole pool."
+    )
+    out = ["## What each strategy picked", "", intro, ""]
+    for k, pk in rep["picks"].items():
+        kinds = "kind_names" in pk
+        head = ["labelled", "images"] + pk.get("kind_names", [])
+        head += (["rare kinds"] if kinds else []) + ["grasps / image", "object px / image"]
+        rows = [["pool", str(pk["pool"]["images"])] + _share_cells(pk["pool"], kinds)]
+        rows += [
+            [str(r["labeled"]), str(r["picked"])] + _share_cells(r, kinds) for r in pk["rounds"]
+        ]
+        out += [f"### {_name(rep, k)}", ""] + _md_table(head, rows) + [""]
+        if kinds:
+            out += [
+                f"Rare kinds (pool share below 1/K): {', '.join(pk['rare_kinds']) or 'none'}.",
+                "",
+            ]
+    return out
+
+
+def _needed(r: dict, labeled: list[int]) -> str:
+    if r["flag"] == "above":
+        return f"more than {labeled[-1]}"
+    if r["flag"] == "below":
+        return f"fewer than {labeled[0]}"
+    return _fmt(r["needed"], ".0f")
+
+
+def _md_saved(rep: dict) -> list[str]:
+    """Per label and round: how many labels random sampling needs for the same accuracy."""
+    if not rep.get("labels_saved"):
+        return []
+    base, labeled = rep["baseline"], rep["labeled"]
+    intro = (
+        f"Labelled images {base} needs to reach each strategy's mean accuracy (read off {base}'s "
+        "mean curve, made increasing, by linear interpolation); saved = needed − labelled, > 0: "
+        "fewer labels; paired bootstrap 95 % CI over seeds, and the share of bootstrap replicates "
+        f"above {base}'s best (censored)."
+    )
+    out = ["## Labels saved against random sampling", "", intro, ""]
+    rows = [
+        [_name(rep, k), str(r["labeled"]), _pct(r["accuracy"]), _needed(r, labeled),
+         f"{_fmt(r['saved'], '+.0f')} [{_fmt(r['ci'][0], '+.0f')}, {_fmt(r['ci'][1], '+.0f')}]",
+         f"{_pct(r['censored'])} %"]
+        for k, rs in rep["labels_saved"].items()
+        for r in rs
+    ]  # fmt: skip
+    head = ["strategy", "labelled", "accuracy (%)", f"{base} needs", "saved [95 % CI]",
+            "replicates censored"]  # fmt: skip
+    return out + _md_table(head, rows) + [""]
+
+
 def markdown(rep: dict) -> str:
-    """study.md: the verdict, then tables of accuracy, AULC, paired differences, ranks and
-    collapsed runs. Accuracies in %, differences in accuracy points."""
+    """study.md: whether the study can tell strategies apart (the controls), the verdict, then
+    tables of accuracy, AULC, paired differences, ranks and collapsed runs, what each strategy
+    picked and the labels it saves. Accuracies in %, differences in accuracy points."""
     labels, labeled, base = rep["labels"], rep["labeled"], rep["baseline"]
-    out = ["# Active-learning study", ""] + [f"- {s}" for s in rep["verdict"]] + [""]
+    names = [_name(rep, k) for k in labels]
+    out = ["# Active-learning study", ""] + _md_controls(rep) + ["## Verdicts", ""]
+    out += [f"- {s}" for s in rep["verdict"]] + [""]
     for k, why in rep.get("incomplete", {}).items():
         out += [f"**Incomplete: {k}** ({why}); its finished rounds are compared as they are.", ""]
     if rep["caveat"]:
@@ -345,27 +550,32 @@ def markdown(rep: dict) -> str:
         out += [f"Upper bound: supervised, all {u['labeled']} labelled: {_pct(u['mean'])} %.", ""]
     out += ["## Accuracy per round (mean ± std, %)", ""]
     rows = [[str(n)] + [_pm(rep["accuracy"][k][t]) for k in labels] for t, n in enumerate(labeled)]
-    out += _md_table(["labelled"] + labels, rows) + ["", "## AULC (%, bootstrap 95 % CI)", ""]
-    rows = [[k, _pct(a["mean"]), _ci(a["ci"]), str(a["n"])] for k, a in rep["aulc"].items()]
+    out += _md_table(["labelled"] + names, rows) + ["", "## AULC (%, bootstrap 95 % CI)", ""]
+    rows = [
+        [_name(rep, k), _pct(a["mean"]), _ci(a["ci"]), str(a["n"])] for k, a in rep["aulc"].items()
+    ]
     out += _md_table(["strategy", "AULC", "95 % CI", "seeds"], rows)
     out += ["", f"## Paired difference to {base} (accuracy points)", ""]
     rows = [
-        [k, str(r["labeled"]), _pct(r["mean"], True), _ci(r["ci"], True), _p(r), str(r["n"])]
+        [_name(rep, k), str(r["labeled"]), _pct(r["mean"], True), _ci(r["ci"], True), _p(r),
+         str(r["n"])]
         for k, d in rep["diff"].items()
         for r in d["rounds"] + [dict(d["aulc"], labeled="AULC")]
-    ]
+    ]  # fmt: skip
     out += _md_table(["strategy", "labelled", "mean", "95 % CI", "Wilcoxon p", "pairs"], rows)
-    out += ["", "## Mean rank (1 = best)", ""]
+    ranked = list(rep["mean_rank"])
+    out += ["", "## Mean rank (1 = best; controls not ranked)", ""]
     rows = [
-        [str(n)] + [_fmt(rep["mean_rank"][k][t], ".2f") for k in labels]
+        [str(n)] + [_fmt(rep["mean_rank"][k][t], ".2f") for k in ranked]
         for t, n in enumerate(labeled)
     ]
-    out += _md_table(["labelled"] + labels, rows) + ["", "## Collapsed runs", ""]
+    out += _md_table(["labelled"] + ranked, rows) + ["", "## Collapsed runs", ""]
     out += _md_table(
         ["strategy", "collapsed seeds", "collapsed (seed, round) cells"],
-        [[k, _flag(c), f"{c['cells']}"] for k, c in rep["collapsed"].items()],
+        [[_name(rep, k), _flag(c), f"{c['cells']}"] for k, c in rep["collapsed"].items()],
     )
-    return "\n".join(out) + "\n"
+    out += [""] + _md_picks(rep) + _md_saved(rep)
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def _flag(c: dict) -> str:
@@ -375,16 +585,25 @@ def _flag(c: dict) -> str:
 
 def table(rep: dict) -> str:
     """A compact plain-text table: label, AULC [CI], difference to the baseline [CI], p,
-    collapsed seeds (percent / accuracy points)."""
+    collapsed seeds (percent / accuracy points); a line on the controls when they were run."""
     head = ("strategy", "AULC [95% CI]", f"vs {rep['baseline']} [95% CI]", "p", "collapsed")
     rows = [head]
     for k in rep["labels"]:
         a, d = rep["aulc"][k], rep["diff"].get(k, {}).get("aulc")
         diff = f"{_pct(d['mean'], True)} {_ci(d['ci'], True)}" if d else "baseline"
         aulc_s = f"{_pct(a['mean'])} {_ci(a['ci'])}"
-        rows.append((k, aulc_s, diff, _p(d) if d else "", str(rep["collapsed"][k]["trials"])))
+        trials = str(rep["collapsed"][k]["trials"])
+        rows.append((_name(rep, k), aulc_s, diff, _p(d) if d else "", trials))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    ctl = rep.get("controls", {})
+    if ctl.get("informative") is not None:
+        # One line, whatever the outcome: a failed control makes every verdict above meaningless.
+        lines.append(
+            "CONTROLS PASS: this study can see a selection effect"
+            if ctl["informative"]
+            else "CONTROLS FAIL, verdicts uninformative: " + ctl["preamble"][0]
+        )
     if rep["caveat"]:
         lines.append(rep["caveat"])
     lines += [f"INCOMPLETE {k}: {why}" for k, why in rep.get("incomplete", {}).items()]

@@ -41,6 +41,14 @@ _ALPHA = flags.DEFINE_string(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study folder (default runs/<dataset>_study).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show the study's progress bar.")
+_CONTROLS = flags.DEFINE_bool(
+    "controls",
+    True,
+    "With rs among the strategies, also run the controls that show whether the study can see "
+    "a selection effect: rs without new labels and rs with doubled steps (control 1), and the "
+    "positive control 'kinds' on pools with object kinds (control 2). study.md reports them "
+    "before any verdict and marks the verdicts uninformative when one fails.",
+)
 
 
 def main(argv):
@@ -56,7 +64,9 @@ def main(argv):
         config = cli.config_from_flags(_CONFIG.value, {"dataset": _DATASET, "seeds": _SEEDS})
         workdir = workdir or f"runs/{config.dataset}_study"
         alphas = _ALPHA.value
-        rep = study.run(config, workdir, _STRATEGIES.value, alphas, _PROGRESS.value)
+        rep = study.run(
+            config, workdir, _STRATEGIES.value, alphas, _PROGRESS.value, _CONTROLS.value
+        )
     except KeyboardInterrupt:
         cli.exit_interrupted(f"finished rounds are saved in {workdir}; run the same command.")
     except (ValueError, FileNotFoundError) as e:

@@ -475,7 +475,9 @@ def test_main_runs_from_another_working_directory(tmp_path):
         check=False,
     )
     assert bad.returncode == 2, bad.stderr[-2000:]
-    assert bad.stderr.strip() == "error: unknown strategy 'bogus'; valid: rs, gd, cs, ll, vaal, dal"
+    assert bad.stderr.strip() == (
+        "error: unknown strategy 'bogus'; valid: rs, gd, cs, ll, vaal, dal, kinds (control)"
+    )
 
 
 # Ctrl-C 0.5 s into the first XLA compile that lasts that long, as a user's would land.

@@ -34,10 +34,20 @@ def test_six_strategy_smoke_study_writes_the_report(six):
     for name in ("study.png", "study.md", "study.json"):
         assert (wd / name).stat().st_size > 0, name
     assert json.loads((wd / "study.json").read_text()) == rep
-    assert rep["labels"] == ["rs", "gd", "cs", "ll", "vaal", "dal"] and rep["baseline"] == "rs"
-    assert set(rep["diff"]) == {"gd", "cs", "ll", "vaal", "dal"}
+    six_and_control = ["rs", "gd", "cs", "ll", "vaal", "dal", "kinds"]
+    assert rep["labels"] == six_and_control and rep["baseline"] == "rs"
+    assert set(rep["diff"]) == {"gd", "cs", "ll", "vaal", "dal", "kinds"}
+    # The synthetic pool has object kinds: the positive control ran, and control 1's runs too.
+    assert rep["control_labels"] == ["kinds"] and rep["controls"]["positive"]["name"] == "kinds"
+    assert not any(v.startswith("kinds") for v in rep["verdict"])
+    ls = rep["controls"]["label_sensitivity"]
+    assert ls["no_new_labels"]["n"] == 2 and ls["doubling"]["doubled"]["n"] == 2
+    assert (wd / "controls" / "label_sensitivity.json").is_file()
+    for name in ("picks.png", "controls.png"):
+        assert (wd / name).stat().st_size > 0, name
     md = (wd / "study.md").read_text()
-    assert md.splitlines()[2].startswith("- ")  # the verdict sentences come first
+    # Whether the study can tell strategies apart comes first, then the verdicts.
+    assert md.index("## Can this study tell strategies apart?") < md.index("## Verdicts")
     for name in rep["labels"]:
         res = json.loads((wd / name / "results.json").read_text())
         sel = np.asarray(res["rounds"][0]["selected"])
@@ -55,11 +65,11 @@ def test_six_strategy_smoke_study_writes_the_report(six):
 def test_a_half_finished_study_resumes_to_the_same_numbers(six, tmp_path):
     full, _ = six
     # Stopped after the first round of each strategy (rounds may differ on resumption).
-    study.run(smoke(rounds=1), tmp_path, strategies="rs,dal", progress=False)
+    study.run(smoke(rounds=1), tmp_path, strategies="rs,dal", progress=False, controls=False)
     assert (
         json.loads((tmp_path / "dal" / "results.json").read_text())["rounds"][0]["selected"] == []
     )
-    rep = study.run(smoke(), tmp_path, strategies="rs,dal", progress=False)
+    rep = study.run(smoke(), tmp_path, strategies="rs,dal", progress=False, controls=False)
     for name in ("rs", "dal"):
         a = json.loads((full / name / "results.json").read_text())
         b = json.loads((tmp_path / name / "results.json").read_text())
@@ -71,7 +81,7 @@ def test_a_half_finished_study_resumes_to_the_same_numbers(six, tmp_path):
 def test_a_failing_strategy_is_marked_incomplete_and_the_others_kept(six, tmp_path):
     c = smoke()
     c.strategies.vaal.size = 20  # not a multiple of 16: VAAL refuses to start
-    rep = study.run(c, tmp_path, strategies="rs,vaal", progress=False)
+    rep = study.run(c, tmp_path, strategies="rs,vaal", progress=False, controls=False)
     assert "vaal" in rep["incomplete"] and "multiple of 16" in rep["incomplete"]["vaal"]
     assert rep["labels"] == ["rs"]
     assert "Incomplete: vaal" in (tmp_path / "study.md").read_text()

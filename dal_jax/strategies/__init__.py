@@ -1,8 +1,13 @@
-"""The six selection strategies behind one interface (`base.Strategy`).
+"""The six selection strategies behind one interface (`base.Strategy`), and the controls.
 
 ``get(name, **config)`` builds one: "rs" random, "gd" graph density, "cs" core-set (k-centre
 greedy), "ll" learning loss, "vaal" VAAL, "dal" the paper's discriminative active learning.
 ``strategy.select(trainer, states, inputs, masks, k, keys)`` -> [S, k] indices per seed.
+
+``NAMES`` holds the real strategies only. ``CONTROLS`` are selections that use ground truth no
+real strategy may know, to check that a study can detect selection that helps: "kinds"
+(`kinds.KindBalance`, balances the labelled set's object kinds; needs ``bind_pool(pool)``
+with a pool that records kinds). ``ALL = NAMES + CONTROLS``; ``is_control(name)``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ from dal_jax.strategies.base import Strategy
 from dal_jax.strategies.cs import CoreSet
 from dal_jax.strategies.dal import DAL
 from dal_jax.strategies.gd import GraphDensity
+from dal_jax.strategies.kinds import KindBalance
 from dal_jax.strategies.ll import LearningLoss
 from dal_jax.strategies.rs import Random
 from dal_jax.strategies.vaal import VAAL, VAALPlugin
 
 NAMES = ("rs", "gd", "cs", "ll", "vaal", "dal")
+CONTROLS = ("kinds",)
+ALL = NAMES + CONTROLS
 _CLASSES = {
     "rs": Random,
     "gd": GraphDensity,
@@ -25,17 +33,33 @@ _CLASSES = {
     "ll": LearningLoss,
     "vaal": VAAL,
     "dal": DAL,
+    "kinds": KindBalance,
 }
 
 
+def is_control(name: str) -> bool:
+    """Whether ``name`` is a control (ground-truth selection, never a real strategy)."""
+    return str(name).lower() in CONTROLS
+
+
+def valid_names() -> str:
+    """Every valid name for messages, the controls marked: "rs, ..., dal, kinds (control)"."""
+    return ", ".join([*NAMES, *(f"{n} (control)" for n in CONTROLS)])
+
+
+def _class(name: str):
+    cls = _CLASSES.get(str(name).lower())
+    if cls is None:
+        raise ValueError(f"unknown strategy {name!r}; valid names: {valid_names()}")
+    return cls
+
+
 def get(name: str, **config) -> Strategy:
-    """The strategy called ``name`` (one of NAMES), built with its config fields.
+    """The strategy or control called ``name`` (one of ALL), built with its config fields.
 
     Raises ValueError for an unknown name (listing the valid ones) or an unknown field.
     """
-    cls = _CLASSES.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown strategy {name!r}; valid names: {', '.join(NAMES)}")
+    cls = _class(name)
     try:
         return cls(**config)
     except TypeError as e:
@@ -43,8 +67,9 @@ def get(name: str, **config) -> Strategy:
 
 
 def defaults(name: str) -> dict:
-    """The constructor fields of a strategy and their defaults (its config section)."""
-    cls = _CLASSES[name]
+    """The constructor fields of a strategy or control and their defaults (its config section).
+    ValueError for an unknown name."""
+    cls = _class(name)
     # VAAL passes its fields on to its plug-in.
     sources = (cls, VAALPlugin) if cls is VAAL else (cls,)
     out = {}
@@ -56,14 +81,19 @@ def defaults(name: str) -> dict:
 
 
 __all__ = [
+    "ALL",
+    "CONTROLS",
     "DAL",
     "NAMES",
     "VAAL",
     "CoreSet",
     "GraphDensity",
+    "KindBalance",
     "LearningLoss",
     "Random",
     "Strategy",
     "defaults",
     "get",
+    "is_control",
+    "valid_names",
 ]

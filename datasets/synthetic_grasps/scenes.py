@@ -28,10 +28,10 @@ from PIL import Image
 
 from dal_jax import grasp
 
-KINDS = ("box", "cylinder", "hexprism", "bar", "bigbox", "plate")
+KINDS = ("box", "cylinder", "hexprism", "bar", "bigbox", "plate", "ring", "lshape")
 KIND_MIX = {
-    "uniform": (1, 1, 1, 1, 1, 1),
-    "longtail": (10, 10, 1, 1, 1, 1),
+    "uniform": (1, 1, 1, 1, 1, 1, 1, 1),
+    "longtail": (10, 10, 1, 1, 1, 1, 1, 1),
 }
 RANGE = (0.62, 0.80)  # metres from the camera to the table centre
 DESIGN_RANGE = 0.70  # the range at which the sizes below (px at a 96 px crop) hold
@@ -60,7 +60,8 @@ def frame_shape(crop: int) -> tuple[int, int]:
 
 def _object(rng, s, mix):
     """A random object of a kind drawn with weights ``mix`` (one per `KINDS`), at pixel scale
-    s. dims: half-sizes (box-like: a along the object's axis, b across; round: radius)."""
+    s. dims: box-like: half-sizes (a along the object's axis, b across); round: (radius,);
+    ring: (outer radius, inner radius); lshape: (arm length along u, along v, thickness)."""
     kind = KINDS[rng.choice(len(KINDS), p=np.asarray(mix, float) / np.sum(mix))]
     theta = rng.uniform(-math.pi, math.pi)
     if kind in ("box", "bar", "bigbox"):
@@ -75,6 +76,12 @@ def _object(rng, s, mix):
     elif kind in ("cylinder", "plate"):
         r = rng.uniform(*((4, 9) if kind == "cylinder" else (8, 13))) * s
         dims, radius = (r,), r
+    elif kind == "ring":
+        outer = rng.uniform(10, 13) * s
+        dims, radius = (outer, outer - rng.uniform(2, 3) * s), outer
+    elif kind == "lshape":
+        la, lb, t = rng.uniform(14, 22) * s, rng.uniform(14, 22) * s, rng.uniform(3, 5) * s
+        dims, radius = (la, lb, t), math.hypot(la, lb) / 2
     else:
         big_r = rng.uniform(5, 9) * s  # circumradius
         dims, radius = (big_r,), big_r
@@ -84,18 +91,33 @@ def _object(rng, s, mix):
     return {"kind": kind, "theta": theta, "dims": dims, "radius": radius, "height": height}
 
 
+def _axes(theta):
+    """(row, col) unit vectors of an object's u axis (along it) and v axis (across it)."""
+    cos, sin = math.cos(theta), math.sin(theta)
+    return np.array([-sin, cos]), np.array([cos, sin])
+
+
 def _mask(obj, centre, rr, cc):
     """Boolean footprint [H, W] of an object centred at ``centre`` (row, col)."""
     dr, dc = rr - centre[0], cc - centre[1]
-    th = obj["theta"]
+    th, kind = obj["theta"], obj["kind"]
     # Object axes in (row, col): u along angle theta (counter-clockwise, up positive), v across.
     u = -dr * math.sin(th) + dc * math.cos(th)
     v = dr * math.cos(th) + dc * math.sin(th)
-    if len(obj["dims"]) == 2:
+    if kind in ("box", "bar", "bigbox"):
         a, b = obj["dims"]
         return (np.abs(u) <= a) & (np.abs(v) <= b)
-    if obj["kind"] in ("cylinder", "plate"):
+    if kind in ("cylinder", "plate"):
         return dr**2 + dc**2 <= obj["dims"][0] ** 2
+    if kind == "ring":
+        outer, inner = obj["dims"]
+        d2 = dr**2 + dc**2
+        return (d2 <= outer**2) & (d2 > inner**2)
+    if kind == "lshape":
+        la, lb, t = obj["dims"]
+        u0, v0 = u + la / 2, v + lb / 2  # from the corner, so the L's bounding box is centred
+        inside = (u0 >= 0) & (v0 >= 0) & (u0 <= la) & (v0 <= lb)
+        return inside & ((u0 <= t) | (v0 <= t))
     inr = obj["dims"][0] * math.cos(math.pi / 6)
     out = np.ones_like(u, dtype=bool)
     for k in range(3):  # face normals at theta + pi/6 + k pi/3
@@ -104,29 +126,63 @@ def _mask(obj, centre, rr, cc):
     return out
 
 
+def _grown(obj):
+    """The object one pixel larger all round (its rim is where depth goes missing)."""
+    dims = obj["dims"]
+    if obj["kind"] == "ring":
+        dims = (dims[0] + 1, dims[1] - 1)
+    elif obj["kind"] == "lshape":
+        dims = (dims[0] + 2, dims[1] + 2, dims[2] + 2)
+    else:
+        dims = tuple(d + 1 for d in dims)
+    return {**obj, "dims": dims}
+
+
 def _candidates(obj, centre, s):
     """Candidate grasps (centre, angle, opening, jaw) of one object that the gripper can take
-    (the jaw pads' clearance is checked later, against the clutter)."""
+    (the jaw pads' clearance is checked later, against the clutter). Each kind has its own
+    rule: boxes across (and short ones end to end), cylinders along any diameter, hexagonal
+    prisms across a face pair, rings only by a pinch across the wall (never across the hole),
+    L-shapes across an arm away from the corner, plates not at all (too low)."""
     if obj["height"] < MIN_HEIGHT:
         return []
     th, clear, widest = obj["theta"], CLEARANCE * s, MAX_OPENING * s
     centre = np.asarray(centre, float)
+    along, across = _axes(th)
     out = []
-    if len(obj["dims"]) == 2:
+    kind = obj["kind"]
+    if kind in ("box", "bar", "bigbox"):
         a, b = obj["dims"]
         opening = 2 * b + 2 * clear
         jaw = min(2 * a, max(4 * s, opening / 2))
-        along = np.array([-math.sin(th), math.cos(th)])
         if opening <= widest:  # across the object, side by side along its whole length
             n = max(1, round(2 * a / jaw))
             for t in np.linspace(-(a - jaw / 2), a - jaw / 2, n):
                 out.append((centre + t * along, th + math.pi / 2, opening, jaw))
         if 2 * a + 2 * clear <= widest:  # short objects also end to end
             out.append((centre, th, 2 * a + 2 * clear, min(2 * b, max(4 * s, a + clear))))
-    elif obj["kind"] == "cylinder":
+    elif kind == "cylinder":
         r = obj["dims"][0]
         for k in range(4):
             out.append((centre, th + k * math.pi / 4, 2 * r + 2 * clear, r))
+    elif kind == "ring":
+        outer, inner = obj["dims"]
+        wall, mid = outer - inner, (outer + inner) / 2
+        for k in range(6):  # one finger in the hole, one outside
+            phi = th + k * math.pi / 3
+            point = centre + mid * np.array([-math.sin(phi), math.cos(phi)])
+            out.append((point, phi, wall + 2 * clear, max(3 * s, 1.5 * wall)))
+    elif kind == "lshape":
+        la, lb, t = obj["dims"]
+        corner = centre - la / 2 * along - lb / 2 * across
+        opening, jaw = t + 2 * clear, max(4 * s, (t + 2 * clear) / 2)
+        for arm, length, axis, side, angle in (
+            ("u", la, along, across, th + math.pi / 2),
+            ("v", lb, across, along, th),
+        ):
+            start = t + clear + jaw / 2  # away from the corner, where the other arm is
+            for pos in np.linspace(start, length - jaw / 2, max(1, round((length - start) / jaw))):
+                out.append((corner + pos * axis + t / 2 * side, angle, opening, jaw))
     else:
         big_r = obj["dims"][0]
         inr = big_r * math.cos(math.pi / 6)
@@ -148,10 +204,11 @@ def _pads_free(rect, occupied):
     return not occupied[r, c].any()
 
 
-def make_scene(rng: np.random.Generator, crop: int, mix=KIND_MIX["uniform"]):
-    """One scene with object kinds drawn with weights ``mix``. Returns (range [H, W] float32
-    metres with NaN = missing, rgb [H, W, 3] uint8, rects [G, 4, 2] (row, col), kinds [K] of
-    the objects placed), or None when no feasible grasp was found."""
+def make_scene(rng: np.random.Generator, crop: int, mix=KIND_MIX["uniform"], objects=(3, 6)):
+    """One scene of ``objects`` = (min, max) objects, their kinds drawn with weights ``mix``.
+    Returns (range [H, W] float32 metres with NaN = missing, rgb [H, W, 3] uint8, rects
+    [G, 4, 2] (row, col), kinds [K] of the objects placed), or None when no feasible grasp was
+    found."""
     h, w = frame_shape(crop)
     distance = rng.uniform(*RANGE)
     s = crop / 96.0 * DESIGN_RANGE / distance  # nearer tables look bigger
@@ -163,7 +220,7 @@ def make_scene(rng: np.random.Generator, crop: int, mix=KIND_MIX["uniform"]):
     occupied = np.zeros((h, w), bool)
     edges = np.zeros((h, w), bool)
     placed = []
-    for _ in range(int(rng.integers(3, 7))):
+    for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
         obj = _object(rng, s, mix)
         for _try in range(20):
             # Objects sit in the middle of the frame so the crop holds them.
@@ -177,7 +234,7 @@ def make_scene(rng: np.random.Generator, crop: int, mix=KIND_MIX["uniform"]):
         depth[m] -= obj["height"]
         rgb[m] = rng.uniform(20, 255, size=3)
         occupied |= m
-        edges |= m ^ _mask({**obj, "dims": tuple(d + 1 for d in obj["dims"])}, centre, rr, cc)
+        edges |= m ^ _mask(_grown(obj), centre, rr, cc)
         placed.append((obj, centre))
     # Dilate by one pixel so a pad touching an object's rim counts as a collision.
     occ = occupied.copy()
@@ -231,7 +288,13 @@ def scene_id(i: int) -> str:
 
 
 def write_scenes(
-    folder: pathlib.Path, num: int, crop: int, seed: int, mix=KIND_MIX["uniform"], mix_of=None
+    folder: pathlib.Path,
+    num: int,
+    crop: int,
+    seed: int,
+    mix=KIND_MIX["uniform"],
+    mix_of=None,
+    objects=(3, 6),
 ) -> dict[str, list[str]]:
     """Writes ``num`` scenes in the Cornell layout (folders 01, 02, ... of 100 scenes named
     pcd0100.., pcd0200..), object kinds drawn with weights ``mix`` (or ``mix_of(scene id)``
@@ -242,7 +305,7 @@ def write_scenes(
         sid = scene_id(i)
         scene = None
         while scene is None:  # resample (same stream) until a grasp is feasible
-            scene = make_scene(rng, crop, mix if mix_of is None else mix_of(sid))
+            scene = make_scene(rng, crop, mix if mix_of is None else mix_of(sid), objects)
         depth, rgb, rects, kinds = scene
         sub = folder / f"{i // 100 + 1:02d}"
         sub.mkdir(parents=True, exist_ok=True)

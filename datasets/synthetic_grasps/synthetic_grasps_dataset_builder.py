@@ -5,8 +5,12 @@ Default config: 300 scenes, 96x96 crops, seed 0, seeded random 80/20 train (pool
 
 ``kind_mix='longtail'``: the pool's objects are drawn with the long-tailed kind frequencies of
 `scenes.KIND_MIX` (boxes and cylinders ten times as common as each other kind) while the test
-scenes keep every kind alike, so a strategy that finds the rare kinds can matter. The object
-kinds of each split are counted in the dataset's metadata (``kinds``).
+scenes keep every kind alike, so a strategy that finds the rare kinds can matter.
+
+The metadata records the objects' kinds: ``kinds`` counts them per split ({"train": {kind:
+objects}, "test": {...}}); ``scene_kinds`` maps every scene id to its objects per kind, a list
+in the order of ``kind_names`` (= `scenes.KINDS`), which `dal_jax.data.load_dataset` turns
+into ``Pool.kinds`` [N, K] (version 2.1.0 on; older builds lack it and are rebuilt).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class SyntheticConfig(cornell.CornellConfig):
 
     num_scenes: int = 300
     kind_mix: str = "uniform"  # a key of scenes.KIND_MIX for the pool; the test set is uniform
+    min_objects: int = 3  # objects per scene, drawn uniformly from [min_objects, max_objects]
+    max_objects: int = 6
 
 
 def make_config(num_scenes: int = 300, crop_size: int = 96, seed: int = 0) -> SyntheticConfig:
@@ -46,8 +52,11 @@ def make_config(num_scenes: int = 300, crop_size: int = 96, seed: int = 0) -> Sy
 class Builder(cornell.Builder):
     """Synthetic Cornell-format grasp scenes (array_record, Tensor features only)."""
 
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("3.0.0")
     RELEASE_NOTES: ClassVar[dict] = {
+        "3.0.0": "Eight kinds (rings held by the rim, L-shapes by an arm); objects per scene "
+        "configurable (min_objects, max_objects).",
+        "2.1.0": "Per-scene object-kind counts in the metadata (scene_kinds, kind_names).",
         "2.0.0": "Six object kinds, 3-6 objects, 0.62-0.80 m camera distance, gripper limits.",
         "1.0.0": "Boxes, cylinders and hexagonal prisms, 2-4 objects at 0.70 m.",
     }
@@ -62,6 +71,12 @@ class Builder(cornell.Builder):
         if not (common.is_int(n) and n >= 1):
             raise ValueError(
                 f"{self.name}: --set num_scenes={n!r}: num_scenes must be an integer >= 1"
+            )
+        lo, hi = self.builder_config.min_objects, self.builder_config.max_objects
+        if not (common.is_int(lo) and common.is_int(hi) and 1 <= lo <= hi):
+            raise ValueError(
+                f"{self.name}: --set min_objects={lo!r} max_objects={hi!r}: need integers with "
+                "1 <= min_objects <= max_objects"
             )
         mix = self.builder_config.kind_mix
         if mix not in synth.KIND_MIX:
@@ -83,9 +98,18 @@ class Builder(cornell.Builder):
 
         with tempfile.TemporaryDirectory(prefix="synthetic_grasps_") as tmp:
             kinds = synth.write_scenes(
-                pathlib.Path(tmp), cfg.num_scenes, cfg.crop_size, cfg.seed, mix_of=mix_of
+                pathlib.Path(tmp),
+                cfg.num_scenes,
+                cfg.crop_size,
+                cfg.seed,
+                mix_of=mix_of,
+                objects=(cfg.min_objects, cfg.max_objects),
             )
             self.info.metadata["kinds"] = _kind_counts(kinds, test)
+            self.info.metadata["kind_names"] = list(synth.KINDS)
+            self.info.metadata["scene_kinds"] = {
+                sid: [names.count(k) for k in synth.KINDS] for sid, names in kinds.items()
+            }
             found = common.find_cornell_scenes([tmp])
             # Read every scene now, while the files exist; the examples are small.
             for sid, files in found.items():

@@ -25,6 +25,17 @@ PROTOCOL_FIELDS = (
 )
 
 
+# The built-in synthetic scenes' defaults (datasets/synthetic_grasps: SyntheticConfig).
+SYNTHETIC = {
+    "num_scenes": 300,
+    "crop_size": 96,
+    "seed": 0,
+    "kind_mix": "uniform",
+    "min_objects": 3,
+    "max_objects": 6,
+}
+
+
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     if variant == "smoke":
         # Synthetic unless --dataset names another: the other protocol fields come from the
@@ -44,7 +55,7 @@ def base() -> ml_collections.ConfigDict:
     c.dataset_config = ml_collections.FieldReference(None, field_type=str)  # builder config
     c.dataset_kwargs = ml_collections.ConfigDict()  # builder config field overrides
     # The built-in synthetic set (used when the dataset is, or resolves to, synthetic).
-    c.synthetic = ml_collections.ConfigDict({"num_scenes": 300, "crop_size": 96, "seed": 0})
+    c.synthetic = ml_collections.ConfigDict(SYNTHETIC)
     c.data_dir = ml_collections.FieldReference(None, field_type=str)  # default: TFDS default
     c.image_size = ml_collections.FieldReference(None, field_type=int)  # None: protocol
     c.channels = "depth"  # depth | rgbd
@@ -52,7 +63,7 @@ def base() -> ml_collections.ConfigDict:
     c.strategy = "dal"  # rs | gd | cs | ll | vaal | dal
     # Each strategy's own settings (e.g. --config.strategies.dal.disc_lr=0.02); a run records
     # only its own strategy's section.
-    c.strategies = ml_collections.ConfigDict({n: strategies.defaults(n) for n in strategies.NAMES})
+    c.strategies = ml_collections.ConfigDict({n: strategies.defaults(n) for n in strategies.ALL})
     c.seeds = 10
     c.seed = 0  # seed s of a run is seed + s: same initial pool for every strategy
     c.alpha = "0.1"  # DAL weight; a comma-separated list runs a batched grid
@@ -112,7 +123,7 @@ def base() -> ml_collections.ConfigDict:
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A tiny run of ``c``'s protocol for tests: 2 seeds, 2 rounds, 48 px, 6 steps a round."""
-    c.synthetic = ml_collections.ConfigDict({"num_scenes": 40, "crop_size": 48, "seed": 0})
+    c.synthetic = ml_collections.ConfigDict({**SYNTHETIC, "num_scenes": 40, "crop_size": 48})
     c.image_size = 48
     c.seeds = 2
     c.rounds = 2

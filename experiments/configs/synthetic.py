@@ -15,8 +15,6 @@ kinds) while the test set keeps every kind alike; 400 scenes (320 pool / 80 test
 initially and +10 per round for 6 rounds, so random sampling has seen few of the rare kinds.
 """
 
-import ml_collections
-
 from experiments.configs import default
 
 
@@ -36,9 +34,7 @@ def get_config(variant: str | None = None):
     if variant == "smoke":
         return default.smoke(c)
     if variant == "longtail":
-        c.synthetic = ml_collections.ConfigDict(
-            {"num_scenes": 400, "crop_size": 96, "seed": 0, "kind_mix": "longtail"}
-        )
+        c.synthetic.update({"num_scenes": 400, "kind_mix": "longtail"})
         c.initial, c.budget, c.rounds = 10, 10, 6
         return c
     if variant:

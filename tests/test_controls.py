@@ -1,0 +1,66 @@
+"""Control 1's runs (dal_jax.controls): the no-new-labels and doubled-steps trainings differ
+from random sampling in one thing only, and are reused when the study runs again."""
+
+import json
+
+import numpy as np
+import pytest
+
+from dal_jax import checkpoint, controls, experiment, loop
+from dal_jax.runs import Grid
+from tests.test_loop import smoke
+
+
+def _rs(tmp_path, **overrides):
+    c = experiment.resolve(smoke(strategy="rs", **overrides))
+    wd = tmp_path / "rs"
+    loop.run(c, wd, progress=False)
+    return c, wd, json.loads((wd / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_with_one_round_no_new_labels_is_random_sampling_itself(tmp_path):
+    """One round: RS's labelled set is the initial set, so the no-new-labels run has the same
+    images, keys and steps, and must give RS's accuracies exactly."""
+    c, wd, res = _rs(tmp_path, rounds=1)
+    out = controls.label_sensitivity(c, wd, tmp_path / "controls")
+    assert out["no_new_labels_last"] == res["rounds"][0]["accuracy"]
+    assert out["steps"] == {"per_round": [6], "doubled": [12]}
+    assert (out["labeled_initial"], out["labeled_last"]) == (8, 8)
+
+
+@pytest.mark.slow
+def test_replayed_masks_are_the_ones_random_sampling_trained_on(tmp_path, monkeypatch):
+    c, wd, res = _rs(tmp_path, rounds=3)
+    ds = experiment.load_data(c)
+    initial = experiment.initial_masks(c, ds, Grid.of(c))
+    masks = controls.replay_masks(initial, res["rounds"])
+    assert [m.sum(axis=1).tolist() for m in masks] == [[8, 8], [12, 12], [16, 16]]
+    for r in range(2):  # a round's checkpoint holds the labelled set of the round after it
+        template = {"masks": np.zeros_like(initial)}
+        _, _, arrays, _ = checkpoint.restore(wd, r, arrays=template)
+        np.testing.assert_array_equal(masks[r + 1], arrays["masks"])
+
+    out = controls.label_sensitivity(c, wd, tmp_path / "controls")
+    assert len(out["no_new_labels_last"]) == len(out["doubled_last"]) == 2
+    assert out["labeled_last"] == 16 and out["steps"]["doubled"] == [12, 12, 12]
+    # The study run again reads the controls back instead of training them again.
+    monkeypatch.setattr(controls, "_train_controls", lambda *a: pytest.fail("trained again"))
+    assert controls.label_sensitivity(c, wd, tmp_path / "controls") == out
+
+
+def test_replay_refuses_a_history_that_does_not_add_up():
+    initial = np.zeros((1, 10), bool)
+    initial[0, :2] = True
+    rounds = [{"round": 0, "labeled": 2, "selected": [[2, 3]]}, {"round": 1, "labeled": 5}]
+    with pytest.raises(ValueError, match="round 1: rebuilt labelled counts"):
+        controls.replay_masks(initial, rounds)
+
+
+def test_unfinished_random_sampling_runs_no_control(tmp_path):
+    c = experiment.resolve(smoke(strategy="rs", rounds=3))
+    (tmp_path / "rs").mkdir()
+    assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls") is None
+    res = {"rounds": [{"round": 0, "labeled": 8, "selected": [], "steps": 6}]}
+    (tmp_path / "rs" / "results.json").write_text(json.dumps(res))
+    assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls") is None
