@@ -6,8 +6,10 @@
 2. Positive control: a selection known to help (e.g. picks balancing the object kinds, from the
    ground truth) must beat random sampling; else a "no difference" verdict means nothing.
 
-`study_report.build` calls these (it imports this module when building, not at import time,
-because this module reuses its statistics). Accuracies are fractions; sentences say points.
+`study_report` builds study.json's "controls" with `report_part`, and writes their section of
+study.md (`markdown`) and their line of the terminal table (`table_lines`); it imports this
+module when first used, not at import time, because this module reuses its statistics.
+Accuracies are fractions; sentences say points.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import math
 
 import numpy as np
 
-from dal_jax.study_report import _clean, _paired, summary
+from dal_jax.study_format import _ci, _clean, _md_table, _p, _pct
+from dal_jax.study_report import NO_CONTROLS, _matrices, _paired, summary
 
 # What a positive control does, for the sentences; unknown names are shown bare.
 DESCRIBE = {
@@ -217,3 +220,117 @@ def verdict_preamble(control1: dict | None, control2: dict | None) -> list[str]:
         f"known to help is detected ({_positive_words(c2)})."
     )
     return [both]
+
+
+# ---------------------------------------------------------------- in the report
+
+
+def control_set(controls: dict | None, control_labels, baseline: str) -> set:
+    """The labels that are controls: ``control_labels`` and the positive control's name."""
+    out = set(control_labels) | {(controls or {}).get("positive")} - {None}
+    if baseline in out:
+        raise ValueError(f"the baseline {baseline!r} cannot be a control")
+    return out
+
+
+def report_part(controls: dict | None, results: dict, baseline: str, diff: dict, n_boot, seed):
+    """study.json's "controls": control 1 on the baseline's own rounds (its last round is what
+    the no-new-labels and doubled-steps runs repeat), control 2 on the cleaned AULC differences.
+
+    controls: {"label_sensitivity": {"no_new_labels_last": [S] or None, "doubled_last": [S] or
+    None, "steps": shown as given} or None, "positive": a label or None, "kinds_available": bool,
+    optional "min_rise"}; None: no controls were run. results, baseline: as `study_report.build`
+    got them; diff: its cleaned paired differences to the baseline.
+    """
+    if controls is None:
+        return {"informative": None, "preamble": [NO_CONTROLS]}
+    ls = controls.get("label_sensitivity") or {}
+    own = sorted({int(r["labeled"]) for r in results[baseline]["rounds"]})
+    rs_acc = _matrices(results[baseline], own)[0]
+    c1 = label_sensitivity(
+        rs_acc, own, ls.get("no_new_labels_last"), ls.get("doubled_last"), n_boot, seed,
+        min_rise=controls.get("min_rise", 0.10),
+    )  # fmt: skip
+    c1["steps"] = ls.get("steps")
+    name = controls.get("positive")
+    if name:
+        c2 = positive_control(diff.get(name, {}).get("aulc"), name)
+    elif controls.get("kinds_available") is False:
+        c2 = not_applicable()
+    else:
+        c2 = not_run()
+    return {"label_sensitivity": c1, "positive": c2, "informative": informative(c1, c2),
+            "preamble": verdict_preamble(c1, c2)}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the section
+
+
+def _outcome(passed) -> str:
+    return {True: "pass", False: "**FAIL**", None: "—"}[passed]
+
+
+def _paired_row(what: str, d: dict | None, passed) -> list[str]:
+    if d is None:
+        return [what, "not run", "", "", "", _outcome(passed)]
+    return [what, _pct(d["mean"], True), _ci(d["ci"], True), _p(d), str(d["n"]), _outcome(passed)]
+
+
+def _control_rows(c: dict) -> list[list[str]]:
+    """The rows of the control table (accuracy points)."""
+    c1, c2 = c["label_sensitivity"], c["positive"]
+    lo, hi = c1["labeled"]
+    e = c1["label_effect"]
+    effect_ok = e is not None and (e["ci"][0] or 0) > 0 and (e["mean"] or 0) >= c1["min_rise"]
+    rows = [
+        _paired_row(f"rise: RS at {hi} − RS at {lo} labels", c1["rise"], None),
+        _paired_row(
+            f"label effect: RS at {hi} − no new labels (needs ≥ {100 * c1['min_rise']:.0f})",
+            e,
+            effect_ok,
+        ),
+    ]
+    d = c1["doubling"]
+    if d is None:
+        rows.append(
+            ["doubled steps: shift of RS's last mean", "not run", "", "", "", _outcome(False)]
+        )
+    else:
+        half = f"CI half-width {_pct(d['ci_half_width'])}"
+        n = str(d["doubled"]["n"])
+        rows.append(["doubled steps: shift of RS's last mean", _pct(d["shift"], True), half, "",
+                     n, _outcome(d["enough"])])  # fmt: skip
+    if not c2["applicable"]:
+        rows.append(["positive control", f"not applicable: {c2.get('why')}", "", "", "", "—"])
+    else:
+        what = f"positive control '{c2['name']}': AULC − RS" if c2["name"] else "positive control"
+        rows.append(_paired_row(what, c2["diff"], c2["passed"]))
+    return rows
+
+
+def markdown(rep: dict) -> list[str]:
+    """The lines of study.md's section that says whether the study can see a selection effect."""
+    c = rep["controls"]
+    out = ["## Can this study tell strategies apart?", ""] + c["preamble"] + [""]
+    if c["informative"] is None:
+        return out
+    head = ["control", "measured", "95 % CI", "Wilcoxon p", "seeds", "outcome"]
+    out += _md_table(head, _control_rows(c)) + [""]
+    steps = c["label_sensitivity"].get("steps")
+    if steps is not None:
+        shown = (
+            ", ".join(f"{k}: {v}" for k, v in steps.items()) if isinstance(steps, dict) else steps
+        )
+        out += [f"Training steps of the controls: {shown}.", ""]
+    return out
+
+
+def table_lines(rep: dict) -> list[str]:
+    """The terminal table's line on the controls, whatever the outcome (a failed control makes
+    every verdict above it meaningless); none when no controls were run."""
+    ctl = rep.get("controls", {})
+    if ctl.get("informative") is None:
+        return []
+    if ctl["informative"]:
+        return ["CONTROLS PASS: this study can see a selection effect"]
+    return ["CONTROLS FAIL, verdicts uninformative: " + ctl["preamble"][0]]

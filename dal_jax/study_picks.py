@@ -3,7 +3,8 @@
 `pick_composition`: the object kinds, grasps and object sizes of the picked pool images against
 the whole pool. `labels_saved`: how many labelled images random sampling needs to reach a
 strategy's accuracy, read off random sampling's mean learning curve, with a paired bootstrap CI.
-Only numpy; NaN is returned as None, so the results are JSON-ready.
+Only numpy; NaN is returned as None, so the results are JSON-ready. `markdown`: the two sections
+of study.md that show them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 import warnings
 
 import numpy as np
+
+from dal_jax.study_format import _fmt, _md_table, _name, _pct
 
 
 def _f(x):
@@ -151,3 +154,89 @@ def labels_saved(rs_acc, acc, labeled, n_boot, seed) -> list[dict]:
                     "censored": _f(np.mean(flag[1:] == 1)), "below": _f(np.mean(flag[1:] == -1)),
                     "n": s})  # fmt: skip
     return out
+
+
+def saved_part(acc: dict, baseline: str, labeled, n_boot, seed) -> dict:
+    """study.json's "labels_saved": label -> `labels_saved` against the baseline, for every label
+    but the baseline. acc: label -> [S, T] accuracies on ``labeled``."""
+    return {
+        k: labels_saved(acc[baseline], a, labeled, n_boot, seed)
+        for k, a in acc.items()
+        if k != baseline
+    }
+
+
+# ---------------------------------------------------------------- text
+
+
+def _share_cells(d: dict, kinds: bool) -> list[str]:
+    cells = [_pct(v) for v in d.get("kind_share", [])] + (
+        [_pct(d.get("rare_share"))] if kinds else []
+    )
+    return cells + [_fmt(d.get("grasps"), ".2f"), _fmt(d.get("object_pixels"), ".0f")]
+
+
+def _md_picks(rep: dict) -> list[str]:
+    """Per label, per selecting round: the kind shares (%), grasps and object pixels per picked
+    image, against the pool."""
+    if not rep.get("picks"):
+        return []
+    intro = (
+        "Shares of the object kinds among the objects in the picked images (%, all seeds' picks "
+        "pooled), mean labelled grasps and object pixels per picked image; the first row is the "
+        "whole pool."
+    )
+    out = ["## What each strategy picked", "", intro, ""]
+    for k, pk in rep["picks"].items():
+        kinds = "kind_names" in pk
+        head = ["labelled", "images"] + pk.get("kind_names", [])
+        head += (["rare kinds"] if kinds else []) + ["grasps / image", "object px / image"]
+        rows = [["pool", str(pk["pool"]["images"])] + _share_cells(pk["pool"], kinds)]
+        rows += [
+            [str(r["labeled"]), str(r["picked"])] + _share_cells(r, kinds) for r in pk["rounds"]
+        ]
+        out += [f"### {_name(rep, k)}", ""] + _md_table(head, rows) + [""]
+        if kinds:
+            out += [
+                f"Rare kinds (pool share below 1/K): {', '.join(pk['rare_kinds']) or 'none'}.",
+                "",
+            ]
+    return out
+
+
+def _needed(r: dict, labeled: list[int]) -> str:
+    if r["flag"] == "above":
+        return f"more than {labeled[-1]}"
+    if r["flag"] == "below":
+        return f"fewer than {labeled[0]}"
+    return _fmt(r["needed"], ".0f")
+
+
+def _md_saved(rep: dict) -> list[str]:
+    """Per label and round: how many labels random sampling needs for the same accuracy."""
+    if not rep.get("labels_saved"):
+        return []
+    base, labeled = rep["baseline"], rep["labeled"]
+    intro = (
+        f"Labelled images {base} needs to reach each strategy's mean accuracy (read off {base}'s "
+        "mean curve, made increasing, by linear interpolation); saved = needed − labelled, > 0: "
+        "fewer labels; paired bootstrap 95 % CI over seeds, and the share of bootstrap replicates "
+        f"above {base}'s best (censored)."
+    )
+    out = ["## Labels saved against random sampling", "", intro, ""]
+    rows = [
+        [_name(rep, k), str(r["labeled"]), _pct(r["accuracy"]), _needed(r, labeled),
+         f"{_fmt(r['saved'], '+.0f')} [{_fmt(r['ci'][0], '+.0f')}, {_fmt(r['ci'][1], '+.0f')}]",
+         f"{_pct(r['censored'])} %"]
+        for k, rs in rep["labels_saved"].items()
+        for r in rs
+    ]  # fmt: skip
+    head = ["strategy", "labelled", "accuracy (%)", f"{base} needs", "saved [95 % CI]",
+            "replicates censored"]  # fmt: skip
+    return out + _md_table(head, rows) + [""]
+
+
+def markdown(rep: dict) -> list[str]:
+    """The lines of study.md's sections on what each strategy picked and the labels it saves
+    (none when the report has neither)."""
+    return _md_picks(rep) + _md_saved(rep)

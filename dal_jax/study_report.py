@@ -1,12 +1,13 @@
 """The report of an active-learning study: several strategies (or alphas) run on the same seeds,
 compared paired by seed against a baseline.
 
-The numbers of study.json (`build`), the text of study.md (`markdown`) and the terminal table
-(`table`); `dal_jax.study_figures` draws study.png, selected.png, picks.png and controls.png,
-and `dal_jax.study` writes the files. The controls that say whether a study can see a selection
-effect at all are `dal_jax.study_controls`; what strategies picked and the labels they save,
-`dal_jax.study_picks`. Only numpy: the report is made where the experiments ran, which need not
-have scipy.
+The statistics, the numbers of study.json (`build`), the text of study.md (`markdown`) and the
+terminal table (`table`). The controls that say whether a study can see a selection effect at
+all, and their section, are `dal_jax.study_controls`; what strategies picked and the labels they
+save, and those sections, `dal_jax.study_picks`; how numbers are written, `dal_jax.study_format`.
+`dal_jax.study_figures` draws study.png, selected.png, picks.png and controls.png, and
+`dal_jax.study` writes the files. Only numpy: the report is made where the experiments ran,
+which need not have scipy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import numpy as np
 
 from dal_jax import study_picks
+from dal_jax.study_format import _ci, _clean, _fmt, _md_table, _name, _p, _pct, _pm
 
 # Student t 0.975 quantiles for df = 1..30; beyond that 1.96 is within 2 % of the true value.
 T975 = (
@@ -153,21 +155,6 @@ def _paired(d, n_boot: int, seed: int) -> dict:
 # ---------------------------------------------------------------- the report
 
 
-def _clean(x):
-    """numpy scalars/arrays -> Python floats/lists, NaN -> None, so json.dump is exact."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if math.isnan(x) else float(x)
-    return x
-
-
 def common_labeled(results: dict) -> list[int]:
     """label -> results dict  ->  sorted labelled counts every label has a round for."""
     sets = [{int(r["labeled"]) for r in res["rounds"]} for res in results.values()]
@@ -248,31 +235,11 @@ def _ranks(acc: dict) -> dict:
 NO_CONTROLS = "No controls were run: whether this study can see a selection effect is unknown."
 
 
-def _control_part(controls: dict | None, results: dict, baseline: str, diff: dict, n_boot, seed):
-    """study.json's "controls": control 1 on the baseline's own rounds (its last round is what
-    the no-new-labels and doubled-steps runs repeat), control 2 on the cleaned AULC differences."""
-    if controls is None:
-        return {"informative": None, "preamble": [NO_CONTROLS]}
-    # Imported here: study_controls reuses this module's statistics.
-    from dal_jax import study_controls as sc
+def _controls():
+    """`dal_jax.study_controls`, imported when first used: it imports this module's statistics."""
+    from dal_jax import study_controls
 
-    ls = controls.get("label_sensitivity") or {}
-    own = sorted({int(r["labeled"]) for r in results[baseline]["rounds"]})
-    rs_acc = _matrices(results[baseline], own)[0]
-    c1 = sc.label_sensitivity(
-        rs_acc, own, ls.get("no_new_labels_last"), ls.get("doubled_last"), n_boot, seed,
-        min_rise=controls.get("min_rise", 0.10),
-    )  # fmt: skip
-    c1["steps"] = ls.get("steps")
-    name = controls.get("positive")
-    if name:
-        c2 = sc.positive_control(diff.get(name, {}).get("aulc"), name)
-    elif controls.get("kinds_available") is False:
-        c2 = sc.not_applicable()
-    else:
-        c2 = sc.not_run()
-    return {"label_sensitivity": c1, "positive": c2, "informative": sc.informative(c1, c2),
-            "preamble": sc.verdict_preamble(c1, c2)}  # fmt: skip
+    return study_controls
 
 
 def _verdicts(rep: dict, baseline: str, controls: set) -> list[str]:
@@ -283,14 +250,6 @@ def _verdicts(rep: dict, baseline: str, controls: set) -> list[str]:
     ] + [_verdict(k, baseline, d["aulc"]) for k, d in rep["diff"].items() if k not in controls]
     mark = "(uninformative) " if rep["controls"]["informative"] is False else ""
     return [mark + v for v in out]
-
-
-def _control_set(controls: dict | None, control_labels, baseline: str) -> set:
-    """The labels that are controls: ``control_labels`` and the positive control's name."""
-    out = set(control_labels) | {(controls or {}).get("positive")} - {None}
-    if baseline in out:
-        raise ValueError(f"the baseline {baseline!r} cannot be a control")
-    return out
 
 
 def build(
@@ -313,11 +272,9 @@ def build(
     bootstrap 95 % CI is above 0, "loses to" when below 0, else "no difference detectable".
 
     control_labels: labels of ``results`` that are controls (and ``controls["positive"]``): they
-    get AULC and differences but no verdict or rank. controls: {"label_sensitivity":
-    {"no_new_labels_last": [S] or None, "doubled_last": [S] or None, "steps": shown as given}
-    or None, "positive": a label or None, "kinds_available": bool, optional "min_rise"} (see
-    `dal_jax.study_controls`); None: no controls were run. When a control fails, every verdict
-    is marked "(uninformative)". pool_info: {"kind_names", "kinds" [N, K], "grasps" [N],
+    get AULC and differences but no verdict or rank. controls: what the controls measured (see
+    `study_controls.report_part`); None: no controls were run. When a control fails, every
+    verdict is marked "(uninformative)". pool_info: {"kind_names", "kinds" [N, K], "grasps" [N],
     "object_pixels" [N]} for "picks" (`study_picks.pick_composition`).
     """
     if baseline not in results:
@@ -325,7 +282,7 @@ def build(
     labeled = common_labeled(results)
     if not labeled:
         raise ValueError("the strategies share no labelled count: nothing to compare")
-    ctrl = _control_set(controls, control_labels, baseline)
+    ctrl = _controls().control_set(controls, control_labels, baseline)
     mats = {k: _matrices(res, labeled) for k, res in results.items()}
     acc = {k: m[0] for k, m in mats.items()}
     per_seed = {k: aulc(labeled, a) for k, a in acc.items()}
@@ -355,182 +312,21 @@ def build(
             for k, (_, b) in mats.items()
         },
         "upper": upper and {"labeled": upper.get("labeled"), **summary(upper["accuracy"])},
-        "labels_saved": {
-            k: study_picks.labels_saved(acc[baseline], a, labeled, n_boot, seed)
-            for k, a in acc.items()
-            if k != baseline
-        },
+        "labels_saved": study_picks.saved_part(acc, baseline, labeled, n_boot, seed),
         "n_boot": n_boot,
         "seed": seed,
     }
     if pool_info is not None:
         rep["picks"] = {k: study_picks.pick_composition(r, pool_info) for k, r in results.items()}
     rep = _clean(rep)
-    rep["controls"] = _control_part(controls, results, baseline, rep["diff"], n_boot, seed)
+    rep["controls"] = _controls().report_part(
+        controls, results, baseline, rep["diff"], n_boot, seed
+    )
     rep["verdict"] = _verdicts(rep, baseline, ctrl)
     return rep
 
 
 # ---------------------------------------------------------------- text
-
-
-def _fmt(x, spec: str) -> str:
-    """format(x, spec), '—' for None (NaN in the report)."""
-    return "—" if x is None else format(x, spec)
-
-
-def _pct(x, signed=False) -> str:
-    """A fraction as percent with one decimal."""
-    return _fmt(None if x is None else 100 * x, "+.1f" if signed else ".1f")
-
-
-def _ci(ci, signed=False) -> str:
-    return f"[{_pct(ci[0], signed)}, {_pct(ci[1], signed)}]"
-
-
-def _p(r: dict) -> str:
-    return _fmt(r["p"], ".3g")
-
-
-def _pm(r: dict) -> str:
-    return f"{_pct(r['mean'])} ± {_pct(r['std'])}"
-
-
-def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
-        "| " + " | ".join(r) + " |" for r in rows
-    ]
-
-
-def _name(rep: dict, k: str) -> str:
-    """A label as tables show it: controls are named so."""
-    return f"{k} (control)" if k in rep.get("control_labels", ()) else k
-
-
-def _outcome(passed) -> str:
-    return {True: "pass", False: "**FAIL**", None: "—"}[passed]
-
-
-def _paired_row(what: str, d: dict | None, passed) -> list[str]:
-    if d is None:
-        return [what, "not run", "", "", "", _outcome(passed)]
-    return [what, _pct(d["mean"], True), _ci(d["ci"], True), _p(d), str(d["n"]), _outcome(passed)]
-
-
-def _control_rows(c: dict) -> list[list[str]]:
-    """The rows of the control table (accuracy points)."""
-    c1, c2 = c["label_sensitivity"], c["positive"]
-    lo, hi = c1["labeled"]
-    e = c1["label_effect"]
-    effect_ok = e is not None and (e["ci"][0] or 0) > 0 and (e["mean"] or 0) >= c1["min_rise"]
-    rows = [
-        _paired_row(f"rise: RS at {hi} − RS at {lo} labels", c1["rise"], None),
-        _paired_row(
-            f"label effect: RS at {hi} − no new labels (needs ≥ {100 * c1['min_rise']:.0f})",
-            e,
-            effect_ok,
-        ),
-    ]
-    d = c1["doubling"]
-    if d is None:
-        rows.append(
-            ["doubled steps: shift of RS's last mean", "not run", "", "", "", _outcome(False)]
-        )
-    else:
-        half = f"CI half-width {_pct(d['ci_half_width'])}"
-        n = str(d["doubled"]["n"])
-        rows.append(["doubled steps: shift of RS's last mean", _pct(d["shift"], True), half, "",
-                     n, _outcome(d["enough"])])  # fmt: skip
-    if not c2["applicable"]:
-        rows.append(["positive control", f"not applicable: {c2.get('why')}", "", "", "", "—"])
-    else:
-        what = f"positive control '{c2['name']}': AULC − RS" if c2["name"] else "positive control"
-        rows.append(_paired_row(what, c2["diff"], c2["passed"]))
-    return rows
-
-
-def _md_controls(rep: dict) -> list[str]:
-    """The section that says whether the study can see a selection effect at all."""
-    c = rep["controls"]
-    out = ["## Can this study tell strategies apart?", ""] + c["preamble"] + [""]
-    if c["informative"] is None:
-        return out
-    head = ["control", "measured", "95 % CI", "Wilcoxon p", "seeds", "outcome"]
-    out += _md_table(head, _control_rows(c)) + [""]
-    steps = c["label_sensitivity"].get("steps")
-    if steps is not None:
-        shown = (
-            ", ".join(f"{k}: {v}" for k, v in steps.items()) if isinstance(steps, dict) else steps
-        )
-        out += [f"Training steps of the controls: {shown}.", ""]
-    return out
-
-
-def _share_cells(d: dict, kinds: bool) -> list[str]:
-    cells = [_pct(v) for v in d.get("kind_share", [])] + (
-        [_pct(d.get("rare_share"))] if kinds else []
-    )
-    return cells + [_fmt(d.get("grasps"), ".2f"), _fmt(d.get("object_pixels"), ".0f")]
-
-
-def _md_picks(rep: dict) -> list[str]:
-    """Per label, per selecting round: the kind shares (%), grasps and object pixels per picked
-    image, against the pool."""
-    if not rep.get("picks"):
-        return []
-    intro = (
-        "Shares of the object kinds among the objects in the picked images (%, all seeds' picks "
-        "pooled), mean labelled grasps and object pixels per picked image; the first row is the "
-        "whole pool."
-    )
-    out = ["## What each strategy picked", "", intro, ""]
-    for k, pk in rep["picks"].items():
-        kinds = "kind_names" in pk
-        head = ["labelled", "images"] + pk.get("kind_names", [])
-        head += (["rare kinds"] if kinds else []) + ["grasps / image", "object px / image"]
-        rows = [["pool", str(pk["pool"]["images"])] + _share_cells(pk["pool"], kinds)]
-        rows += [
-            [str(r["labeled"]), str(r["picked"])] + _share_cells(r, kinds) for r in pk["rounds"]
-        ]
-        out += [f"### {_name(rep, k)}", ""] + _md_table(head, rows) + [""]
-        if kinds:
-            out += [
-                f"Rare kinds (pool share below 1/K): {', '.join(pk['rare_kinds']) or 'none'}.",
-                "",
-            ]
-    return out
-
-
-def _needed(r: dict, labeled: list[int]) -> str:
-    if r["flag"] == "above":
-        return f"more than {labeled[-1]}"
-    if r["flag"] == "below":
-        return f"fewer than {labeled[0]}"
-    return _fmt(r["needed"], ".0f")
-
-
-def _md_saved(rep: dict) -> list[str]:
-    """Per label and round: how many labels random sampling needs for the same accuracy."""
-    if not rep.get("labels_saved"):
-        return []
-    base, labeled = rep["baseline"], rep["labeled"]
-    intro = (
-        f"Labelled images {base} needs to reach each strategy's mean accuracy (read off {base}'s "
-        "mean curve, made increasing, by linear interpolation); saved = needed − labelled, > 0: "
-        "fewer labels; paired bootstrap 95 % CI over seeds, and the share of bootstrap replicates "
-        f"above {base}'s best (censored)."
-    )
-    out = ["## Labels saved against random sampling", "", intro, ""]
-    rows = [
-        [_name(rep, k), str(r["labeled"]), _pct(r["accuracy"]), _needed(r, labeled),
-         f"{_fmt(r['saved'], '+.0f')} [{_fmt(r['ci'][0], '+.0f')}, {_fmt(r['ci'][1], '+.0f')}]",
-         f"{_pct(r['censored'])} %"]
-        for k, rs in rep["labels_saved"].items()
-        for r in rs
-    ]  # fmt: skip
-    head = ["strategy", "labelled", "accuracy (%)", f"{base} needs", "saved [95 % CI]",
-            "replicates censored"]  # fmt: skip
-    return out + _md_table(head, rows) + [""]
 
 
 def markdown(rep: dict) -> str:
@@ -539,7 +335,7 @@ def markdown(rep: dict) -> str:
     picked and the labels it saves. Accuracies in %, differences in accuracy points."""
     labels, labeled, base = rep["labels"], rep["labeled"], rep["baseline"]
     names = [_name(rep, k) for k in labels]
-    out = ["# Active-learning study", ""] + _md_controls(rep) + ["## Verdicts", ""]
+    out = ["# Active-learning study", ""] + _controls().markdown(rep) + ["## Verdicts", ""]
     out += [f"- {s}" for s in rep["verdict"]] + [""]
     for k, why in rep.get("incomplete", {}).items():
         out += [f"**Incomplete: {k}** ({why}); its finished rounds are compared as they are.", ""]
@@ -574,7 +370,7 @@ def markdown(rep: dict) -> str:
         ["strategy", "collapsed seeds", "collapsed (seed, round) cells"],
         [[_name(rep, k), _flag(c), f"{c['cells']}"] for k, c in rep["collapsed"].items()],
     )
-    out += [""] + _md_picks(rep) + _md_saved(rep)
+    out += [""] + study_picks.markdown(rep)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
@@ -596,14 +392,7 @@ def table(rep: dict) -> str:
         rows.append((_name(rep, k), aulc_s, diff, _p(d) if d else "", trials))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    ctl = rep.get("controls", {})
-    if ctl.get("informative") is not None:
-        # One line, whatever the outcome: a failed control makes every verdict above meaningless.
-        lines.append(
-            "CONTROLS PASS: this study can see a selection effect"
-            if ctl["informative"]
-            else "CONTROLS FAIL, verdicts uninformative: " + ctl["preamble"][0]
-        )
+    lines += _controls().table_lines(rep)
     if rep["caveat"]:
         lines.append(rep["caveat"])
     lines += [f"INCOMPLETE {k}: {why}" for k, why in rep.get("incomplete", {}).items()]
