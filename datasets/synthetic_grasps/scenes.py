@@ -77,10 +77,10 @@ def _object(rng, s, mix):
         r = rng.uniform(*((4, 9) if kind == "cylinder" else (8, 13))) * s
         dims, radius = (r,), r
     elif kind == "ring":
-        outer = rng.uniform(10, 13) * s
-        dims, radius = (outer, outer - rng.uniform(2, 3) * s), outer
+        outer = rng.uniform(11, 14) * s
+        dims, radius = (outer, outer - rng.uniform(3.5, 5) * s), outer
     elif kind == "lshape":
-        la, lb, t = rng.uniform(14, 22) * s, rng.uniform(14, 22) * s, rng.uniform(3, 5) * s
+        la, lb, t = rng.uniform(16, 24) * s, rng.uniform(16, 24) * s, rng.uniform(5, 7) * s
         dims, radius = (la, lb, t), math.hypot(la, lb) / 2
     else:
         big_r = rng.uniform(5, 9) * s  # circumradius
