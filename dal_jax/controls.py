@@ -31,6 +31,33 @@ from dal_jax.runs import Grid
 
 FOLDER = "controls"
 FILE = "label_sensitivity.json"
+# Control 2 (balancing the object kinds) is known to help only where the pool is imbalanced:
+# its most common kind at least this many times as frequent as its least common one.
+IMBALANCED = 3.0
+
+
+def kind_imbalance(kinds) -> float | None:
+    """Objects of the pool's most common kind over its least common one (kinds present only);
+    kinds: [N, K] counts per image, or None (no kinds recorded: returns None)."""
+    if kinds is None:
+        return None
+    counts = np.asarray(kinds).sum(axis=0)
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min()) if counts.size else None
+
+
+def positive_control(kinds) -> tuple[bool, str | None]:
+    """(whether the positive control applies to a pool with these kinds [N, K] or None, why
+    not when it does not)."""
+    ratio = kind_imbalance(kinds)
+    if ratio is None:
+        return False, "the pool has no object kinds"
+    if ratio < IMBALANCED:
+        return False, (
+            f"the pool's object kinds are balanced (the most common {ratio:.1f}x the least), so "
+            "balancing them is not known to help"
+        )
+    return True, None
 
 
 def replay_masks(initial: np.ndarray, rounds: list) -> list[np.ndarray]:

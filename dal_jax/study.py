@@ -68,7 +68,8 @@ def run(
     dict. ``alphas``: a tuple of two or more DAL weights for the alpha study (then
     ``strategies`` is not used). ``controls``: with random sampling among the strategies, also
     run the controls that show whether the study can see a selection effect (`dal_jax.controls`:
-    no new labels, doubled steps; and the positive control "kinds" on pools with object kinds).
+    no new labels, doubled steps; and the positive control "kinds" on pools whose object kinds
+    are imbalanced).
     """
     workdir = pathlib.Path(workdir).expanduser()
     if alphas is not None:
@@ -83,7 +84,8 @@ def run(
         experiment.for_trial_split(first, 0) if first.split_from_seed else first
     )
     control1 = controls and _runs_controls(first, entries)
-    if control1 and ds.pool.kinds is not None:
+    positive, not_positive = control_runs.positive_control(ds.pool.kinds)
+    if control1 and positive:
         entries.update(_entries(config, POSITIVE, None))
     for folder, c in entries.items():
         if (workdir / folder).exists():
@@ -119,8 +121,9 @@ def run(
     if control1:
         ctl = {
             "label_sensitivity": sensitivity,
-            "positive": POSITIVE[0] if ds.pool.kinds is not None else None,
-            "kinds_available": ds.pool.kinds is not None,
+            "positive": POSITIVE[0] if positive else None,
+            "kinds_available": positive,
+            "positive_why": not_positive,
         }
     return report(workdir, entries, ds, failed, ctl)
 

@@ -256,7 +256,7 @@ def report_part(controls: dict | None, results: dict, baseline: str, diff: dict,
     if name:
         c2 = positive_control(diff.get(name, {}).get("aulc"), name)
     elif controls.get("kinds_available") is False:
-        c2 = not_applicable()
+        c2 = not_applicable(controls.get("positive_why") or "the pool has no object kinds")
     else:
         c2 = not_run()
     return {"label_sensitivity": c1, "positive": c2, "informative": informative(c1, c2),

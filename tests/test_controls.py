@@ -64,3 +64,14 @@ def test_unfinished_random_sampling_runs_no_control(tmp_path):
     res = {"rounds": [{"round": 0, "labeled": 8, "selected": [], "steps": 6}]}
     (tmp_path / "rs" / "results.json").write_text(json.dumps(res))
     assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls") is None
+
+
+def test_the_positive_control_applies_to_imbalanced_pools_only():
+    kinds = np.zeros((40, 4), int)
+    kinds[:30, 0] = 1  # 30 of one kind, 10 spread over two others, none of the fourth
+    kinds[30:35, 1] = kinds[35:, 2] = 1
+    assert controls.kind_imbalance(kinds) == 6.0
+    assert controls.positive_control(kinds) == (True, None)
+    balanced, why = controls.positive_control(np.eye(4, dtype=int).repeat(10, axis=0))
+    assert not balanced and "balanced (the most common 1.0x the least)" in why
+    assert controls.positive_control(None) == (False, "the pool has no object kinds")

@@ -18,6 +18,7 @@ def smoke(**overrides):
     # A narrow VAE at 16 px: VAAL's programs compiled in a fraction of the time.
     c = loop_smoke(**overrides)
     c.strategies.vaal.size, c.strategies.vaal.widths = 16, (8, 8, 8, 8)
+    c.synthetic.kind_mix = "longtail"  # an imbalanced pool: the positive control applies
     return c
 
 

@@ -91,7 +91,7 @@ def test_an_unprepared_dataset_says_how_to_prepare_it(tmp_path):
 def test_the_upper_bound_is_drawn_only_for_the_same_data_variant(tmp_path):
     from dal_jax import results, supervised
 
-    uniform, longtail = synthetic.get_config(), synthetic.get_config("longtail")
+    uniform, longtail = synthetic.get_config("uniform"), synthetic.get_config("longtail")
     diag = {"collapsed": [False]}
     sup = tmp_path / "synthetic_grasps_supervised"
     sup.mkdir()
