@@ -242,8 +242,10 @@ def _run_processes(tmp_path, procs: int):
 
 
 def assert_same_results(a: dict, b: dict):
-    """Identical results: the same selections, accuracies and flags; the float diagnostics
-    and selection scores (computed with another device layout) to float32 rounding."""
+    """Identical results: the same selections, accuracies and flags; the selection scores
+    (computed with another device layout) to float32 rounding, and the float diagnostics of
+    the trained weights to 1e-3: rounding differences of the other layout add up over the
+    training steps (a test image's largest quality output moved by 2.7e-4 relative)."""
     floats = ("diagnostics", "selected_score")
     strip = lambda r: {**r, "rounds": [{**x, **dict.fromkeys(floats)} for x in r["rounds"]]}
     assert strip(a) == strip(b)
@@ -254,7 +256,7 @@ def assert_same_results(a: dict, b: dict):
         assert ra["diagnostics"].keys() == rb["diagnostics"].keys()
         for k, v in ra["diagnostics"].items():
             np.testing.assert_allclose(
-                np.asarray(v, float), np.asarray(rb["diagnostics"][k], float), rtol=1e-5, err_msg=k
+                np.asarray(v, float), np.asarray(rb["diagnostics"][k], float), rtol=1e-3, err_msg=k
             )
 
 
@@ -532,7 +534,7 @@ def test_split_from_seed_gives_every_trial_its_own_split(tmp_path):
 
 @pytest.mark.slow
 def test_init_from_starts_every_round_from_the_prior_and_reports_round_minus_one(dal_run, tmp_path):
-    prior, _, _ = checkpoint.load_ggcnn(dal_run[0])
+    prior, _, prior_seed = checkpoint.load_ggcnn(dal_run[0])
     res = loop.run(smoke(init_from=str(dal_run[0]), rounds=1), tmp_path, progress=False)
     assert [r["round"] for r in res["rounds"]] == [-1, 0]
     assert res["rounds"][0]["labeled"] == 0 and res["rounds"][0]["steps"] == 0
@@ -541,10 +543,11 @@ def test_init_from_starts_every_round_from_the_prior_and_reports_round_minus_one
     trained = state["params"]["ggcnn"]["encoder"]["conv1"]["kernel"]
     start = prior["encoder"]["conv1"]["kernel"]
     assert not np.allclose(np.asarray(trained)[0], start)  # round 0 trained on from the prior
-    # The first round started from the prior: its weights stay near it, unlike a fresh start.
+    # The first round started from the prior: its weights stay near it, unlike a fresh start
+    # (of the other seed: the prior's own seed started from the same initial weights).
     fresh = loop.run(smoke(rounds=1), tmp_path / "fresh", progress=False)
     _, fstate, _, _ = checkpoint.restore(tmp_path / "fresh")
-    fresh_k = np.asarray(fstate["params"]["ggcnn"]["encoder"]["conv1"]["kernel"])[0]
+    fresh_k = np.asarray(fstate["params"]["ggcnn"]["encoder"]["conv1"]["kernel"])[1 - prior_seed]
     assert np.abs(np.asarray(trained)[0] - start).mean() < np.abs(fresh_k - start).mean()
     assert fresh["rounds"][0]["round"] == 0
 
