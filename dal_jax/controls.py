@@ -26,7 +26,7 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import experiment, fit, strategies
+from dal_jax import experiment, fit, results, strategies
 from dal_jax.runs import Grid
 
 FOLDER = "controls"
@@ -77,13 +77,16 @@ def replay_masks(initial: np.ndarray, rounds: list) -> list[np.ndarray]:
     return out
 
 
-def label_sensitivity(c, rs_dir, out_dir, bar=None) -> dict | None:
+def label_sensitivity(c, rs_dir, out_dir, ds, bar=None) -> dict | None:
     """Runs (or reads back) control 1 for the random-sampling experiment in ``rs_dir``.
 
-    c: the study's resolved config of the "rs" entry. Returns {"no_new_labels_last": [S],
+    c: the study's resolved config of the "rs" entry; ds: its dataset (`experiment.load_data`,
+    already loaded by the study). Returns {"no_new_labels_last": [S],
     "doubled_last": [S], "steps": {...}, "warm_start": bool} (accuracies in [0, 1]), or None
     when RS has not finished all rounds. Written to ``out_dir/label_sensitivity.json``.
     """
+    if c.get("init_from"):
+        raise ValueError("control 1 compares trainings from scratch; this run has --init_from")
     rs_dir, out_dir = pathlib.Path(rs_dir), pathlib.Path(out_dir)
     res_path = rs_dir / "results.json"
     if not res_path.is_file():
@@ -96,20 +99,16 @@ def label_sensitivity(c, rs_dir, out_dir, bar=None) -> dict | None:
     saved = _read(out_dir / FILE)
     if saved is not None and saved.get("key") == key:
         return saved["result"]
-    result = _train_controls(c, rounds, bar)
+    result = _train_controls(c, ds, rounds, bar)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / (FILE + ".tmp")
-    tmp.write_text(json.dumps({"key": key, "result": result}, indent=1))
-    tmp.replace(out_dir / FILE)
+    results.write_json(out_dir / FILE, {"key": key, "result": result})
     return result
 
 
-def control_steps(c, rounds: int) -> int:
-    """Training steps the two control runs add to a study (for its progress bar)."""
-    per_round = [fit.num_steps(c, c.initial + r * c.budget) for r in range(rounds)]
-    if c.warm_start:
-        return 3 * sum(per_round)
-    return 3 * per_round[-1]
+def control_steps(c, per_round: list[int]) -> int:
+    """Training steps the two control runs add to a study (for its progress bar), given RS's
+    steps per round (`loop.round_steps`)."""
+    return 3 * (sum(per_round) if c.warm_start else per_round[-1])
 
 
 def _advance(bar):
@@ -127,14 +126,12 @@ def _read(path: pathlib.Path):
         return None
 
 
-def _train_controls(c, rounds: list, bar) -> dict:
+def _train_controls(c, ds, rounds: list, bar) -> dict:
     grid = Grid.of(c)
-    ds = experiment.load_data(c)
     trainer = experiment.trainer(c, strategies.get("rs"))
     pool = dataclasses.replace(
         ds.pool, inputs=jnp.asarray(ds.pool.inputs), targets=jnp.asarray(ds.pool.targets)
     )
-    prior = experiment.load_prior(c, trainer, ds.pool.inputs.shape[1:])
     initial = experiment.initial_masks(c, ds, grid)
     masks = replay_masks(initial, rounds)
     steps = [int(rec["steps"]) for rec in rounds]
@@ -145,7 +142,7 @@ def _train_controls(c, rounds: list, bar) -> dict:
         states = None
         for r in todo:
             if states is None or not c.warm_start:
-                states = fit.initial_states(trainer, grid, r, pool.inputs.shape[1:], prior)
+                states = fit.initial_states(trainer, grid, r, pool.inputs.shape[1:])
             states, info, _, _ = fit.train_runs(
                 c,
                 trainer,

@@ -25,6 +25,7 @@ import numpy as np
 from dal_jax import controls as control_runs
 from dal_jax import data, experiment, fit, loop, results, strategies, study_figures, study_report
 from dal_jax.runs import parse_alphas
+from dal_jax.strategies import CONTROLS  # `run`'s argument `strategies` hides the module
 from dal_jax.workdir import check_workdir
 
 log = logging.getLogger("dal_jax")
@@ -86,15 +87,16 @@ def run(
     control1 = controls and _runs_controls(first, entries)
     positive, not_positive = control_runs.positive_control(ds.pool.kinds)
     if control1 and positive:
-        entries.update(_entries(config, POSITIVE, None))
+        entries.update(_entries(config, CONTROLS, None))
     for folder, c in entries.items():
         if (workdir / folder).exists():
             check_workdir(workdir / folder, c)
     trials = first.seeds if first.split_from_seed else 1  # then trials run one by one
-    per_entry = trials * sum(loop.round_steps(first, experiment.initial_count(first, ds)))
+    rs_steps = loop.round_steps(first, experiment.initial_count(first, ds))
+    per_entry = trials * sum(rs_steps)
     total = len(entries) * per_entry
     if control1:
-        total += control_runs.control_steps(entries["rs"], first.rounds)
+        total += control_runs.control_steps(entries["rs"], rs_steps)
     bar = fit.progress_bar(total, f"study x{first.seeds} seeds", progress)
     failed = {}
     for i, (folder, c) in enumerate(entries.items()):
@@ -113,7 +115,7 @@ def run(
     if control1 and "rs" not in failed:
         t0 = time.time()
         sensitivity = control_runs.label_sensitivity(
-            entries["rs"], workdir / "rs", workdir / control_runs.FOLDER, bar
+            entries["rs"], workdir / "rs", workdir / control_runs.FOLDER, ds, bar
         )
         bar.write(f"controls: no new labels, doubled steps ({time.time() - t0:.0f} s)")
     bar.close()
@@ -121,15 +123,11 @@ def run(
     if control1:
         ctl = {
             "label_sensitivity": sensitivity,
-            "positive": POSITIVE[0] if positive else None,
+            "positive": CONTROLS[0] if positive else None,
             "kinds_available": positive,
             "positive_why": not_positive,
         }
     return report(workdir, entries, ds, failed, ctl)
-
-
-# The positive control: picks that balance the object kinds (ground truth no strategy may use).
-POSITIVE = ("kinds",)
 
 
 def _runs_controls(first, entries) -> bool:
@@ -189,7 +187,7 @@ def report(workdir: pathlib.Path, entries: dict, ds, failed: dict, controls=None
         upper=next(iter(upper.values()), None),
         incomplete=incomplete,
         controls=controls,
-        control_labels=tuple(k for k in found if k in POSITIVE),
+        control_labels=tuple(k for k in found if strategies.is_control(k)),
         pool_info=pool_info(ds),
     )
     images = ds.pool.depth if ds.pool.depth is not None else ds.pool.inputs[..., 0]
@@ -204,12 +202,11 @@ def pool_info(ds) -> dict:
     """What the report says about the images a strategy picked: per pool image the object
     kinds ([N, K] counts, or None), labelled grasps [N] and object pixels [N]."""
     pool = ds.pool
-    depth = pool.depth if pool.depth is not None else None
     return {
         "kind_names": ds.info.get("kind_names") if pool.kinds is not None else None,
         "kinds": None if pool.kinds is None else np.asarray(pool.kinds).tolist(),
         "grasps": np.asarray(pool.gt_mask).sum(axis=1).tolist(),
-        "object_pixels": None if depth is None else data.object_pixels(depth).tolist(),
+        "object_pixels": None if pool.depth is None else data.object_pixels(pool.depth).tolist(),
     }
 
 

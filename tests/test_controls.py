@@ -23,7 +23,7 @@ def test_with_one_round_no_new_labels_is_random_sampling_itself(tmp_path):
     """One round: RS's labelled set is the initial set, so the no-new-labels run has the same
     images, keys and steps, and must give RS's accuracies exactly."""
     c, wd, res = _rs(tmp_path, rounds=1)
-    out = controls.label_sensitivity(c, wd, tmp_path / "controls")
+    out = controls.label_sensitivity(c, wd, tmp_path / "controls", experiment.load_data(c))
     assert out["no_new_labels_last"] == res["rounds"][0]["accuracy"]
     assert out["steps"] == {"per_round": [6], "doubled": [12]}
     assert (out["labeled_initial"], out["labeled_last"]) == (8, 8)
@@ -41,12 +41,12 @@ def test_replayed_masks_are_the_ones_random_sampling_trained_on(tmp_path, monkey
         _, _, arrays, _ = checkpoint.restore(wd, r, arrays=template)
         np.testing.assert_array_equal(masks[r + 1], arrays["masks"])
 
-    out = controls.label_sensitivity(c, wd, tmp_path / "controls")
+    out = controls.label_sensitivity(c, wd, tmp_path / "controls", ds)
     assert len(out["no_new_labels_last"]) == len(out["doubled_last"]) == 2
     assert out["labeled_last"] == 16 and out["steps"]["doubled"] == [12, 12, 12]
     # The study run again reads the controls back instead of training them again.
     monkeypatch.setattr(controls, "_train_controls", lambda *a: pytest.fail("trained again"))
-    assert controls.label_sensitivity(c, wd, tmp_path / "controls") == out
+    assert controls.label_sensitivity(c, wd, tmp_path / "controls", ds) == out
 
 
 def test_replay_refuses_a_history_that_does_not_add_up():
@@ -60,10 +60,10 @@ def test_replay_refuses_a_history_that_does_not_add_up():
 def test_unfinished_random_sampling_runs_no_control(tmp_path):
     c = experiment.resolve(smoke(strategy="rs", rounds=3))
     (tmp_path / "rs").mkdir()
-    assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls") is None
+    assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls", None) is None
     res = {"rounds": [{"round": 0, "labeled": 8, "selected": [], "steps": 6}]}
     (tmp_path / "rs" / "results.json").write_text(json.dumps(res))
-    assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls") is None
+    assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls", None) is None
 
 
 def test_the_positive_control_applies_to_imbalanced_pools_only():
