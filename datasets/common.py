@@ -3,7 +3,7 @@ pre-processing (point cloud -> depth, inpainting, crop) and the split/skip bookk
 
 Everything here is NumPy/OpenCV; nothing needs TensorFlow. Image arrays are [H, W] (depth,
 float32 metres) and [H, W, 3] (RGB, uint8); rectangles are [G, 4, 2] (row, col) as in
-dal_jax.grasp.
+dal_jax.data.grasp.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import zlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dal_jax import grasp
+from dal_jax.data import grasp
 
-# The depth pre-processing lives in dal_jax.preprocess (importable without TFDS, for the robot);
+# The depth pre-processing lives in dal_jax.data.preprocess (importable without TFDS, for the robot);
 # re-exported here for the builders.
-from dal_jax.preprocess import (  # noqa: F401
+from dal_jax.data.preprocess import (  # noqa: F401
     crop_origin,
     inpaint,
     read_rgb,

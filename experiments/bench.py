@@ -51,8 +51,9 @@ def bench_train(seeds: int, size: int, batch: int, steps: int, repeats: int, for
     import jax.numpy as jnp
     import numpy as np
 
-    from dal_jax import models, train
-    from dal_jax.plugin import HParams
+    from dal_jax.model import models
+    from dal_jax.training import train
+    from dal_jax.training.plugin import HParams
 
     cfg = train.TrainConfig(batch_size=batch, chunk_steps=steps, seed_form=form)
     trainer = train.Trainer(cfg)
@@ -93,7 +94,7 @@ def bench_infer(size: int, repeats: int = 50) -> dict:
     import jax
     import numpy as np
 
-    from dal_jax import models
+    from dal_jax.model import models
 
     model = models.GGCNN()
     x = np.random.default_rng(0).normal(size=(1, size, size, 1)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Benchmark of the batched rectangle-metric evaluation (`dal_jax.metric.accuracy`).
+"""Benchmark of the batched rectangle-metric evaluation (`dal_jax.evaluation.metric.accuracy`).
 
 Run: ``python -m experiments.bench_evaluate`` (prints a JSON line).
 """
@@ -20,7 +20,8 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
     import jax
     import jax.numpy as jnp
 
-    from dal_jax import grasp, metric
+    from dal_jax.data import grasp
+    from dal_jax.evaluation import metric
 
     rng = np.random.default_rng(0)
     preds = rng.standard_normal((seeds, n, size, size, 4), dtype=np.float32) * 0.3

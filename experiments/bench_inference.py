@@ -30,7 +30,7 @@ def _frame(rng) -> tuple[np.ndarray, str]:
     """A [480, 640] float32 depth frame in metres with holes, and where it came from."""
     import cv2
 
-    from dal_jax import preprocess
+    from dal_jax.data import preprocess
 
     path = SHARED / "data" / "cornell" / "pcd0100d.tiff"
     if path.is_file():
@@ -65,7 +65,8 @@ def bench_detect(reps: int = 50) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from dal_jax import models, robot
+    from dal_jax import robot
+    from dal_jax.model import models
 
     rng = np.random.default_rng(0)
     depth, source = _frame(rng)

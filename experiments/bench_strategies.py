@@ -26,7 +26,8 @@ def bench_strategies(
     import jax.numpy as jnp
     import numpy as np
 
-    from dal_jax import strategies, train
+    from dal_jax import strategies
+    from dal_jax.training import train
 
     rng = np.random.default_rng(0)
     inputs = jnp.asarray(rng.uniform(-1, 1, (n, size, size, 1)).astype(np.float32))
@@ -73,8 +74,9 @@ def bench_strategy_training(
     import jax.numpy as jnp
     import numpy as np
 
-    from dal_jax import strategies, train
-    from dal_jax.plugin import HParams
+    from dal_jax import strategies
+    from dal_jax.training import train
+    from dal_jax.training.plugin import HParams
 
     rng = np.random.default_rng(0)
     n = 8 * batch

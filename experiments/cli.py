@@ -7,7 +7,7 @@ import os
 import sys
 from typing import NoReturn
 
-from dal_jax import experiment
+from dal_jax.experiment import build
 from experiments import configs
 
 
@@ -44,5 +44,5 @@ def config_from_flags(config, overrides: dict):
     for field, flag in overrides.items():
         if flag.value is not None:
             config[field] = flag.value
-    experiment.check_names(config)
+    build.check_names(config)
     return configs.complete(config)

@@ -110,7 +110,7 @@ def markdown_table(runs: dict[str, dict]) -> str:
 def main(argv):
     if len(argv) < 2:
         raise app.UsageError("give one or more run folders: python -m experiments.compare DIR...")
-    from dal_jax import plots
+    from dal_jax.evaluation import plots
 
     try:
         runs = find_results(argv[1:])

@@ -23,18 +23,19 @@ def measure(margin: float, seeds: int, steps: int, labelled: int, every: int = 2
     import jax.numpy as jnp
     import numpy as np
 
-    from dal_jax import experiment, losses
-    from dal_jax.runs import Grid
+    from dal_jax.experiment import build
+    from dal_jax.model import losses
     from dal_jax.strategies import ll
+    from dal_jax.training.runs import Grid
     from experiments.configs import synthetic
 
     c = synthetic.get_config()
     c.seeds, c.strategy = seeds, "ll"
     c.strategies.ll.margin = margin
-    c = experiment.resolve(c)
-    ds = experiment.load_data(c)
-    strategy = experiment.strategy(c)
-    trainer = experiment.trainer(c, strategy)
+    c = build.resolve(c)
+    ds = build.load_data(c)
+    strategy = build.strategy(c)
+    trainer = build.trainer(c, strategy)
     grid = Grid.of(c)
     masks = grid.initial_masks(len(ds.pool), labelled)
     inputs, targets = jnp.asarray(ds.pool.inputs), jnp.asarray(ds.pool.targets)

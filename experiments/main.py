@@ -84,7 +84,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from absl import logging as absl_logging
 
-    from dal_jax import distributed, loop, plain
+    from dal_jax.experiment import loop, plain
+    from dal_jax.training import distributed
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # the run's log goes to WORKDIR/log.txt
 

@@ -36,8 +36,8 @@ import time
 
 import numpy as np
 
-from dal_jax import grasp
 from dal_jax.annotate import folder, labels
+from dal_jax.data import grasp
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 300  # the frames config's crop side
@@ -190,11 +190,15 @@ def holdout_accuracy(out: pathlib.Path, run: pathlib.Path, source_of: dict) -> d
     reports) and against all of Jacquard's labels of the same frames (tens to hundreds a frame,
     so a prediction is not counted wrong only for missing the few grasps a person drew).
     -> {"prior" | "round r": {"drawn": acc, "jacquard": acc}}."""
-    from dal_jax import checkpoint, data, metric, oracle, train
+    from dal_jax.data import pools
+    from dal_jax.evaluation import metric
+    from dal_jax.experiment import oracle
+    from dal_jax.model import checkpoint
+    from dal_jax.training import train
 
     qdir = run / "annotate" / "holdout"
     manifest = folder.load_manifest(qdir)
-    ds = data.load_dataset("frames", str(out / "tfds"), channels="depth")
+    ds = pools.load_dataset("frames", str(out / "tfds"), channels="depth")
     pool_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ds.pool.ids]
     idx = [pool_ids.index(s["id"]) for s in manifest["samples"]]
     x = ds.pool.inputs[idx]
@@ -257,7 +261,7 @@ def main(argv=None):
     ]
     if a.prior:
         prior = out / "prior"
-        conv = [py, "-m", "dal_jax.convert_torch", f"--state_dict={shared / WEIGHTS}"]
+        conv = [py, "-m", "dal_jax.model.convert_torch", f"--state_dict={shared / WEIGHTS}"]
         subprocess.run([*conv, f"--out={prior}"], cwd=REPO, env=env, check=True)
         main_flags += [f"--init_from={prior}", "--config.input_scale=1"]
     run = out / "run"

@@ -56,7 +56,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from absl import logging
 
-    from dal_jax import study, study_report
+    from dal_jax.study import report as study_report
+    from dal_jax.study import runner
 
     logging.set_verbosity(logging.WARNING)
     workdir = _WORKDIR.value
@@ -64,7 +65,7 @@ def main(argv):
         config = cli.config_from_flags(_CONFIG.value, {"dataset": _DATASET, "seeds": _SEEDS})
         workdir = workdir or f"runs/{config.dataset}_study"
         alphas = _ALPHA.value
-        rep = study.run(
+        rep = runner.run(
             config, workdir, _STRATEGIES.value, alphas, _PROGRESS.value, _CONTROLS.value
         )
     except KeyboardInterrupt:

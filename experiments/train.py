@@ -11,7 +11,7 @@ labelled count, model choice on a validation split or the training loss, the col
 diagnostics). Writes results.json and an orbax checkpoint into --workdir (default
 runs/<dataset>_supervised, where experiments.main finds it and draws it as a dashed line on
 curves.png). --leave_one_out trains one model per object on the other objects' images and
-tests it on that object's (dal_jax.holdout). --config.FIELD=VALUE overrides any field of
+tests it on that object's (dal_jax.experiment.holdout). --config.FIELD=VALUE overrides any field of
 experiments/configs/default.py.
 """
 
@@ -39,7 +39,7 @@ _LOO = flags.DEFINE_bool(
     "leave_one_out",
     False,
     "Leave-one-object-out instead: for every object, train on the others' images and test on "
-    "its own; reports each fold next to a frame-centre grasp (dal_jax.holdout). Writes "
+    "its own; reports each fold next to a frame-centre grasp (dal_jax.experiment.holdout). Writes "
     "leave_one_out.json (default --workdir runs/<dataset>_leave_one_out).",
 )
 _COMPARE_TO = flags.DEFINE_string(
@@ -55,7 +55,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from absl import logging
 
-    from dal_jax import supervised
+    from dal_jax.experiment import supervised
 
     logging.set_verbosity(logging.WARNING)
     if _COMPARE_TO.value and not _LOO.value:
@@ -64,7 +64,7 @@ def main(argv):
     try:
         config = cli.config_from_flags(_CONFIG.value, {"dataset": _DATASET, "seeds": _SEEDS})
         if _LOO.value:
-            from dal_jax import holdout
+            from dal_jax.experiment import holdout
 
             res = holdout.run(config, _WORKDIR.value, _COMPARE_TO.value, _PROGRESS.value)
             print(holdout.table(res))

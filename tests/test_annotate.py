@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dal_jax import grasp
 from dal_jax.annotate import queue as queue_lib
 from dal_jax.annotate import server as server_lib
+from dal_jax.data import grasp
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

@@ -37,12 +37,15 @@ import pytest
 import tifffile
 from PIL import Image
 
-from dal_jax import checkpoint, experiment, grasp, loop, plain, preprocess, robot, supervised
+from dal_jax import robot
 from dal_jax.annotate import __main__ as annotate_cli
 from dal_jax.annotate import queue as queue_lib
 from dal_jax.annotate import server as server_lib
+from dal_jax.data import grasp, preprocess
+from dal_jax.experiment import build, loop, plain, supervised
+from dal_jax.experiment.workdir import WorkdirError, claim
+from dal_jax.model import checkpoint
 from dal_jax.robot import cli as robot_cli
-from dal_jax.workdir import WorkdirError, claim
 from datasets import common, prepare
 from datasets.jacquard_subset import jacquard_subset_dataset_builder as jacquard
 from experiments import compare
@@ -250,7 +253,7 @@ def _saved_run(ctx, rounds=(0,), **meta) -> pathlib.Path:
 
 def _dal_checkpoint(ctx) -> pathlib.Path:
     """A workdir with a checkpoint whose meta holds the (resolved) DAL smoke config."""
-    return _saved_run(ctx, config=experiment.resolve(smoke()).to_dict())
+    return _saved_run(ctx, config=build.resolve(smoke()).to_dict())
 
 
 def _results_file(ctx, text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Control 1's runs (dal_jax.controls): the no-new-labels and doubled-steps trainings differ
+"""Control 1's runs (dal_jax.study.controls): the no-new-labels and doubled-steps trainings differ
 from random sampling in one thing only, and are reused when the study runs again."""
 
 import json
@@ -6,13 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, controls, experiment, loop
-from dal_jax.runs import Grid
+from dal_jax.experiment import build, loop
+from dal_jax.model import checkpoint
+from dal_jax.study import controls
+from dal_jax.training.runs import Grid
 from tests.test_loop import smoke
 
 
 def _rs(tmp_path, **overrides):
-    c = experiment.resolve(smoke(strategy="rs", **overrides))
+    c = build.resolve(smoke(strategy="rs", **overrides))
     wd = tmp_path / "rs"
     loop.run(c, wd, progress=False)
     return c, wd, json.loads((wd / "results.json").read_text())
@@ -23,7 +25,7 @@ def test_with_one_round_no_new_labels_is_random_sampling_itself(tmp_path):
     """One round: RS's labelled set is the initial set, so the no-new-labels run has the same
     images, keys and steps, and must give RS's accuracies exactly."""
     c, wd, res = _rs(tmp_path, rounds=1)
-    out = controls.label_sensitivity(c, wd, tmp_path / "controls", experiment.load_data(c))
+    out = controls.label_sensitivity(c, wd, tmp_path / "controls", build.load_data(c))
     assert out["no_new_labels_last"] == res["rounds"][0]["accuracy"]
     assert out["steps"] == {"per_round": [6], "doubled": [12]}
     assert (out["labeled_initial"], out["labeled_last"]) == (8, 8)
@@ -32,8 +34,8 @@ def test_with_one_round_no_new_labels_is_random_sampling_itself(tmp_path):
 @pytest.mark.slow
 def test_replayed_masks_are_the_ones_random_sampling_trained_on(tmp_path, monkeypatch):
     c, wd, res = _rs(tmp_path, rounds=3)
-    ds = experiment.load_data(c)
-    initial = experiment.initial_masks(c, ds, Grid.of(c))
+    ds = build.load_data(c)
+    initial = build.initial_masks(c, ds, Grid.of(c))
     masks = controls.replay_masks(initial, res["rounds"])
     assert [m.sum(axis=1).tolist() for m in masks] == [[8, 8], [12, 12], [16, 16]]
     for r in range(2):  # a round's checkpoint holds the labelled set of the round after it
@@ -58,7 +60,7 @@ def test_replay_refuses_a_history_that_does_not_add_up():
 
 
 def test_unfinished_random_sampling_runs_no_control(tmp_path):
-    c = experiment.resolve(smoke(strategy="rs", rounds=3))
+    c = build.resolve(smoke(strategy="rs", rounds=3))
     (tmp_path / "rs").mkdir()
     assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls", None) is None
     res = {"rounds": [{"round": 0, "labeled": 8, "selected": [], "steps": 6}]}

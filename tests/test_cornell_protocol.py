@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from dal_jax import data, experiment, loop
+from dal_jax.data import pools
+from dal_jax.experiment import build, loop
 from experiments import configs
 from experiments.configs import cornell
 
@@ -58,7 +59,7 @@ def shared_cornell(shared_data, tmp_path_factory):
             f"REAL CORNELL SCENES MISSING: {manual} not found; the protocol smoke test did not run"
         )
     d = tmp_path_factory.mktemp("cornell_shared_tfds")
-    b = data.make_builder("cornell", d)
+    b = pools.make_builder("cornell", d)
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
     return d
 
@@ -69,7 +70,7 @@ def test_shared_protocol_smoke_round_on_real_scenes(shared_cornell, tmp_path):
     c.data_dir = str(shared_cornell)
     c.update(strategy="rs", seeds=2, rounds=2, steps_per_round=6, chunk_steps=3)  # tiny
     c = configs.complete(c)
-    ds = experiment.load_data(experiment.resolve(c))
+    ds = build.load_data(build.resolve(c))
     assert (len(ds.pool), len(ds.test)) == (POOL, TEST)
     assert ds.pool.inputs.shape[1:] == ds.test.inputs.shape[1:] == (96, 96, 1)
     assert np.isfinite(ds.pool.inputs).all() and ds.pool.gt_mask.any(axis=1).all()

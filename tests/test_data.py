@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from dal_jax import data, grasp
+from dal_jax.data import grasp, pools
 
 
 def test_targets_central_third_axis_aligned():
     # Opening 30 along the columns, jaw 10 along the rows, centre (20, 30).
     rect = grasp.grasp_to_rect(np.array([20.0, 30.0]), 0.0, 30.0, 10.0)
-    t = data.make_targets(rect[None], None, (300, 300))
+    t = pools.make_targets(rect[None], None, (300, 300))
     assert t.shape == (300, 300, 4) and t.dtype == np.float32
     pos = t[..., 0]
     rows, cols = np.nonzero(pos)
@@ -26,27 +26,27 @@ def test_targets_central_third_axis_aligned():
 def test_targets_angle_overwrite_mask_and_clip():
     a = grasp.grasp_to_rect(np.array([30.0, 30.0]), math.pi / 4, 60.0, 12.0)
     b = grasp.grasp_to_rect(np.array([30.0, 30.0]), -math.pi / 4, 300.0, 6.0)
-    t = data.make_targets(np.stack([a, b]), None, (300, 300))
+    t = pools.make_targets(np.stack([a, b]), None, (300, 300))
     # b came later and overwrites the centre; its opening 300 clips to 1.
     np.testing.assert_allclose(t[30, 30], [1, math.cos(-math.pi / 2), -1, 1], atol=1e-6)
-    t_a = data.make_targets(np.stack([a, b]), np.array([True, False]), (300, 300))
+    t_a = pools.make_targets(np.stack([a, b]), np.array([True, False]), (300, 300))
     # At another size the width scale follows the image: 150 * 96 / 300 = 48 px.
     c = grasp.grasp_to_rect(np.array([30.0, 30.0]), 0.0, 24.0, 6.0)
-    assert data.make_targets(c[None], None, (96, 96))[30, 30, 3] == pytest.approx(24 / 48)
+    assert pools.make_targets(c[None], None, (96, 96))[30, 30, 3] == pytest.approx(24 / 48)
     np.testing.assert_allclose(t_a[30, 30], [1, 0, 1, 60 / 150], atol=1e-6)
     # A rectangle entirely outside the image paints nothing.
     out = grasp.grasp_to_rect(np.array([-50.0, -50.0]), 0.0, 20.0, 5.0)
-    assert data.make_targets(out[None], None, (20, 20))[..., 0].sum() == 0
+    assert pools.make_targets(out[None], None, (20, 20))[..., 0].sum() == 0
 
 
 def test_pool_subset_and_normalisation():
     d = np.full((8, 8), 0.7, np.float32)
     d[2:4, 2:4] = 0.5
-    x = data.normalise_depth(d)
+    x = pools.normalise_depth(d)
     assert abs(x.mean()) < 1e-6 and x.min() < 0
-    np.testing.assert_allclose(data.normalise_depth(d * 100).max(), 1.0)  # clipped
+    np.testing.assert_allclose(pools.normalise_depth(d * 100).max(), 1.0)  # clipped
     n = 5
-    pool = data.Pool(
+    pool = pools.Pool(
         inputs=np.arange(n, dtype=np.float32)[:, None, None, None] * np.ones((n, 4, 4, 1)),
         targets=np.zeros((n, 4, 4, 4), np.float16),
         gt_rects=np.zeros((n, 2, 4, 2), np.float32),
@@ -63,13 +63,13 @@ def test_pool_subset_and_normalisation():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("tfds")
-    return d, data.load_dataset("synthetic_grasps", data_dir=d, num_scenes=20, image_size=48)
+    return d, pools.load_dataset("synthetic_grasps", data_dir=d, num_scenes=20, image_size=48)
 
 
 def test_load_synthetic_builds_on_first_use(tiny):
     d, ds = tiny
-    assert data.is_prepared("synthetic_grasps", d, num_scenes=20, image_size=48)
-    assert not data.is_prepared("synthetic_grasps", d)  # the default config is separate
+    assert pools.is_prepared("synthetic_grasps", d, num_scenes=20, image_size=48)
+    assert not pools.is_prepared("synthetic_grasps", d)  # the default config is separate
     assert (len(ds.pool), len(ds.test)) == (16, 4) and ds.initial is None
     p = ds.pool
     assert p.inputs.shape == (16, 48, 48, 1) and p.inputs.dtype == np.float32
@@ -81,15 +81,15 @@ def test_load_synthetic_builds_on_first_use(tiny):
     assert p.gt_mask.sum(1).min() >= 1 and len(set(p.ids) & set(ds.test.ids)) == 0
     # The stored targets are exactly the maps of the stored rectangles.
     for i in (0, 7):
-        want = data.make_targets(p.gt_rects[i], p.gt_mask[i], (48, 48))
+        want = pools.make_targets(p.gt_rects[i], p.gt_mask[i], (48, 48))
         np.testing.assert_allclose(p.targets[i].astype(np.float32), want, atol=1e-3)
         assert want[..., 0].sum() > 0
-    np.testing.assert_allclose(p.inputs[0, ..., 0], data.normalise_depth(p.depth[0]), atol=1e-6)
+    np.testing.assert_allclose(p.inputs[0, ..., 0], pools.normalise_depth(p.depth[0]), atol=1e-6)
 
 
 def test_load_resized_and_rgbd(tiny):
     d, ds = tiny
-    small = data.load_dataset(
+    small = pools.load_dataset(
         "synthetic_grasps", data_dir=d, size=24, channels="rgbd", num_scenes=20, image_size=48
     )
     assert small.pool.inputs.shape == (16, 24, 24, 4)
@@ -97,15 +97,15 @@ def test_load_resized_and_rgbd(tiny):
     np.testing.assert_allclose(small.pool.gt_rects, ds.pool.gt_rects / 2, atol=1e-5)
     np.testing.assert_allclose(small.pool.inputs[..., 1:].mean(axis=(1, 2, 3)), 0, atol=1e-4)
     with pytest.raises(ValueError, match="multiple of 12"):
-        data.load_dataset("synthetic_grasps", data_dir=d, size=50)
+        pools.load_dataset("synthetic_grasps", data_dir=d, size=50)
 
 
 def test_unprepared_dataset_error(tmp_path):
-    assert not data.is_prepared("cornell", tmp_path)
+    assert not pools.is_prepared("cornell", tmp_path)
     with pytest.raises(FileNotFoundError, match="datasets.prepare --dataset=cornell"):
-        data.load_dataset("cornell", data_dir=tmp_path)
+        pools.load_dataset("cornell", data_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.make_builder("mnist", tmp_path)
+        pools.make_builder("mnist", tmp_path)
 
 
 def test_targets_match_reference_rasterisation():
@@ -117,5 +117,5 @@ def test_targets_match_reference_rasterisation():
         inner = grasp.grasp_to_rect(c, a, o / 3, j)
         ref = np.zeros((100, 100), bool)
         ref[draw.polygon(inner[:, 0], inner[:, 1], (100, 100))] = True
-        got = data.make_targets(grasp.grasp_to_rect(c, a, o, j)[None], None, (100, 100))
+        got = pools.make_targets(grasp.grasp_to_rect(c, a, o, j)[None], None, (100, 100))
         np.testing.assert_array_equal(got[..., 0] > 0, ref)

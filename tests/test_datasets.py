@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from dal_jax import data, grasp
+from dal_jax.data import grasp, pools
 from datasets import common, prepare
 from datasets.synthetic_grasps import scenes as synth
 
@@ -19,7 +19,7 @@ JAC = 300 / 1024
 
 
 def _build(name, data_dir, manual_dir=None, **kw):
-    b = data.make_builder(name, data_dir, **kw)
+    b = pools.make_builder(name, data_dir, **kw)
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return b
 
@@ -54,7 +54,7 @@ def test_jacquard_counts_and_split(jacquard):
     ex = next(iter(test.values()))
     assert ex["depth"].shape == (300, 300) and ex["rgb"].shape == (300, 300, 3)
     assert 1.0 < ex["depth"].min() and ex["depth"].max() < 2.0  # perfect depth, metres
-    ds = data.load_dataset("jacquard_subset", data_dir=b.data_dir_root)
+    ds = pools.load_dataset("jacquard_subset", data_dir=b.data_dir_root)
     assert len(ds.initial) == 4 and all(ds.pool.ids[i] in initial for i in ds.initial)
 
 
@@ -140,7 +140,7 @@ def test_cornell_preprocessing_on_real_depth(shared_data, cornell):
     # A grasp near the image corner: the crop is clamped inside the 480 x 640 frame.
     np.testing.assert_array_equal(exs["pcd0101"]["crop_offset"], [480 - 300, 640 - 300])
     # The skip record is stored with the dataset (read back by a fresh builder).
-    meta = data.make_builder("cornell", b.data_dir_root, test_fraction=0.5).info.metadata
+    meta = pools.make_builder("cornell", b.data_dir_root, test_fraction=0.5).info.metadata
     assert meta["skipped_rects"] == 2
     reasons = {pathlib.Path(w).name: r for w, r in meta["skipped"]}
     assert "no valid positive rectangle" in reasons["pcd0102"]

@@ -1,4 +1,4 @@
-"""dal_jax.fit: the model a round reports, divergence, and collapse diagnostics."""
+"""dal_jax.training.fit: the model a round reports, divergence, and collapse diagnostics."""
 
 import types
 
@@ -7,13 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import data, fit, train
-from dal_jax.plugin import HParams
+from dal_jax.data import pools
+from dal_jax.training import fit, train
+from dal_jax.training.plugin import HParams
 
 H, N, R = 48, 12, 2
 
 
-def _pool(seed=0) -> data.Pool:
+def _pool(seed=0) -> pools.Pool:
     """N depth images with one box each on a plane, and the box's grasp rectangle."""
     rng = np.random.default_rng(seed)
     inputs = np.zeros((N, H, H, 1), np.float32)
@@ -23,9 +24,9 @@ def _pool(seed=0) -> data.Pool:
         r, c = rng.integers(16, H - 16, size=2)
         inputs[i, r - 5 : r + 5, c - 8 : c + 8, 0] = -0.05
         rects[i, 0] = [[r + 6, c - 4], [r - 6, c - 4], [r - 6, c + 4], [r + 6, c + 4]]
-        targets[i] = data.make_targets(rects[i], None, (H, H))
+        targets[i] = pools.make_targets(rects[i], None, (H, H))
     ids = np.array([f"img{i}" for i in range(N)])
-    return data.Pool(inputs, targets, rects, np.ones((N, 1), bool), ids, None, None)
+    return pools.Pool(inputs, targets, rects, np.ones((N, 1), bool), ids, None, None)
 
 
 POOL = _pool()

@@ -16,7 +16,7 @@ import tifffile
 from PIL import Image
 
 import datasets
-from dal_jax import data, preprocess
+from dal_jax.data import pools, preprocess
 from dal_jax.robot import cli, read_depth
 from dal_jax.robot.record import Recorder, frame_change
 from datasets import common, prepare
@@ -224,7 +224,7 @@ def test_prepare_a_recorded_folder(recorded, tmp_path, capsys):
         assert (e["depth"] > 0).all()
     assert exs[0]["rgb"].any() and not exs[1]["rgb"].any()  # frame 1 was recorded without RGB
 
-    ds = data.load_dataset("frames", tmp_path, size=48, crop_size=96)
+    ds = pools.load_dataset("frames", tmp_path, size=48, crop_size=96)
     assert (len(ds.pool), len(ds.test)) == (3, 0)  # no test split: an empty test Pool
     np.testing.assert_allclose(ds.pool.gt_rects[1, 0].mean(axis=0), [11, 33], atol=1e-4)
     assert ds.pool.inputs.shape == (3, 48, 48, 1) and ds.pool.gt_mask.sum() == 1

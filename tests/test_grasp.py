@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import grasp
+from dal_jax.data import grasp
 
 
 def _random_grasps(n, seed=0):

@@ -1,4 +1,4 @@
-"""Leave-one-object-out (dal_jax.holdout) on the shared real Jacquard samples, and its baseline."""
+"""Leave-one-object-out (dal_jax.experiment.holdout) on the shared real Jacquard samples, and its baseline."""
 
 import dataclasses
 import json
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from dal_jax import data, experiment, grasp, holdout
+from dal_jax.data import grasp, pools
+from dal_jax.experiment import build, holdout
 from experiments.configs import jacquard_subset, synthetic
 from tests.test_inference import make_checkpoint
 
@@ -15,7 +16,7 @@ from tests.test_inference import make_checkpoint
 @pytest.fixture(scope="module")
 def jacquard_dir(shared_data, tmp_path_factory):
     d = tmp_path_factory.mktemp("jac_loo")
-    b = data.make_builder("jacquard_subset", d)
+    b = pools.make_builder("jacquard_subset", d)
     manual = tfds.download.DownloadConfig(manual_dir=shared_data / "jacquard")
     b.download_and_prepare(download_config=manual)
     return d
@@ -38,7 +39,7 @@ def test_frame_centre_grasp_is_scored_by_the_rectangle_metric():
     )
     far_rect = grasp.offset_rects(centre_rect, np.array([15.0, 15.0]))
     rects = np.stack([centre_rect, far_rect])[:, None]  # [2 images, 1 grasp, 4, 2]
-    images = data.Pool(
+    images = pools.Pool(
         np.zeros((2, size, size, 1), np.float32), None, rects, np.ones((2, 1), bool),
         np.array(["a", "b"]), None, None,
     )  # fmt: skip
@@ -65,7 +66,7 @@ def test_every_object_is_held_out_once_and_reported_beside_the_baselines(jacquar
 
 
 def test_a_dataset_without_objects_is_refused():
-    c = experiment.resolve(synthetic.get_config("smoke"))
-    pool = dataclasses.replace(experiment.load_data(c).pool.subset(np.arange(4)), object_ids=None)
+    c = build.resolve(synthetic.get_config("smoke"))
+    pool = dataclasses.replace(build.load_data(c).pool.subset(np.arange(4)), object_ids=None)
     with pytest.raises(ValueError, match="records no object per image"):
         holdout._folds(c, pool)

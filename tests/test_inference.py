@@ -14,8 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, grasp, metric, models, postprocess, preprocess, robot, train
+from dal_jax import robot
+from dal_jax.data import grasp, preprocess
+from dal_jax.evaluation import metric, postprocess
+from dal_jax.model import checkpoint, models
 from dal_jax.robot import cli, network
+from dal_jax.training import train
 
 SIZE = 96
 BOX = (100, 140, 150, 190)  # rows r0:r1, cols c0:c1 of the object in the synthetic frame
@@ -143,7 +147,7 @@ def test_intrinsics_position_and_metres(det):
 
 
 def test_float32_postprocess_matches_reference(det):
-    # The robot path (float32 blur, windowed angle/width) against dal_jax.postprocess's
+    # The robot path (float32 blur, windowed angle/width) against dal_jax.evaluation.postprocess's
     # SciPy-exact post-processing, on the random seed's output of a real-looking frame.
     rng = np.random.default_rng(1)
     d0 = robot.GraspDetector(
@@ -363,7 +367,7 @@ def test_converted_original_weights_find_grasps_on_real_jacquard_frames(shared_d
     shared Jacquard frames (objects it never saw, whole 1024 px frame as the region) its best
     grasp is correct far more often than a grasp at the frame centre."""
     pytest.importorskip("torch", reason="converting the original weights needs torch")
-    from dal_jax import convert_torch
+    from dal_jax.model import convert_torch
 
     weights = shared_data / "weights" / "ggcnn_epoch_23_cornell_statedict.pt"
     convert_torch.convert(weights, tmp_path / "orig")

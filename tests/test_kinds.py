@@ -11,22 +11,25 @@ import ml_collections
 import numpy as np
 import pytest
 
-from dal_jax import data, experiment, grasp, preprocess, strategies, train
+from dal_jax import strategies
+from dal_jax.data import grasp, pools, preprocess
+from dal_jax.experiment import build
 from dal_jax.strategies import kinds as kinds_mod
+from dal_jax.training import train
 from datasets.synthetic_grasps import scenes as synth
 from experiments.configs import default
 
 H, S = 24, 2
 
 
-def _pool(kinds, n_grasps=None) -> data.Pool:
+def _pool(kinds, n_grasps=None) -> pools.Pool:
     """A tiny Pool [N] with the given kinds [N, K] (or None) and random inputs."""
     n = len(kinds) if kinds is not None else 30
     rng = np.random.default_rng(0)
     gt_mask = np.zeros((n, 3), bool)
     for i, g in enumerate(n_grasps if n_grasps is not None else np.ones(n, int)):
         gt_mask[i, :g] = True
-    return data.Pool(
+    return pools.Pool(
         inputs=rng.normal(size=(n, H, H, 1)).astype(np.float32),
         targets=np.zeros((n, H, H, 4), np.float16),
         gt_rects=np.zeros((n, 3, 4, 2), np.float32),
@@ -166,9 +169,9 @@ def test_registry_keeps_controls_apart():
         strategies.defaults("entropy")
     c = default.get_config()
     assert set(strategies.ALL) <= set(c.strategies)
-    experiment.check_names(ml_collections.ConfigDict({"strategy": "kinds", "oracle": "gt"}))
+    build.check_names(ml_collections.ConfigDict({"strategy": "kinds", "oracle": "gt"}))
     with pytest.raises(ValueError, match=r"valid: rs, .*, dal, kinds \(control\)"):
-        experiment.check_names(ml_collections.ConfigDict({"strategy": "x", "oracle": "gt"}))
+        build.check_names(ml_collections.ConfigDict({"strategy": "x", "oracle": "gt"}))
 
 
 # ------------------------------------------------------------------------ kinds in the data
@@ -178,8 +181,8 @@ def test_synthetic_pool_kinds_match_the_metadata(tmp_path):
     """Per-image kinds for both splits, stored in the builder's metadata (read back by a fresh
     builder object, i.e. from disk), summing to the per-split counts."""
     kw = {"num_scenes": 12, "crop_size": 48, "kind_mix": "longtail"}
-    ds = data.load_dataset("synthetic_grasps", data_dir=tmp_path, **kw)
-    fresh = data.make_builder("synthetic_grasps", tmp_path, **kw)
+    ds = pools.load_dataset("synthetic_grasps", data_dir=tmp_path, **kw)
+    fresh = pools.make_builder("synthetic_grasps", tmp_path, **kw)
     version = fresh.info.version
     assert fresh.is_prepared() and (version.major, version.minor) >= (2, 1)  # kinds from 2.1.0
     meta = fresh.info.metadata
@@ -199,18 +202,18 @@ def test_synthetic_pool_kinds_match_the_metadata(tmp_path):
 
 
 def test_scene_kinds_without_a_record():
-    assert data.scene_kinds(["pcd0100"], {"skipped": []}) is None  # real datasets
+    assert pools.scene_kinds(["pcd0100"], {"skipped": []}) is None  # real datasets
     assert _pool(None).subset([0, 1]).kinds is None
     meta = {"kind_names": ["a", "b"], "scene_kinds": {"pcd0100": [1, 2]}}
-    np.testing.assert_array_equal(data.scene_kinds(["pcd0100"], meta), [[1, 2]])
-    assert data.scene_kinds([], meta).shape == (0, 2)
+    np.testing.assert_array_equal(pools.scene_kinds(["pcd0100"], meta), [[1, 2]])
+    assert pools.scene_kinds([], meta).shape == (0, 2)
     with pytest.raises(ValueError, match="no entry for 1 image.*pcd0101.*rebuild"):
-        data.scene_kinds(["pcd0100", "pcd0101"], meta)
+        pools.scene_kinds(["pcd0100", "pcd0101"], meta)
 
 
 def test_grasp_counts():
     np.testing.assert_array_equal(
-        data.grasp_counts(_pool(np.ones((4, 2)), [1, 3, 0, 2])), [1, 3, 0, 2]
+        pools.grasp_counts(_pool(np.ones((4, 2)), [1, 3, 0, 2])), [1, 3, 0, 2]
     )
 
 
@@ -234,14 +237,14 @@ def test_object_pixels_on_constructed_depth():
     depth[:, 12, 31:34] = np.nan  # 3 missing box pixels
     depth[:, 0, :10] = 0.0  # missing (zero) table pixels
     depth[:, 55, 60] = np.inf
-    np.testing.assert_array_equal(data.object_pixels(depth), [147, 147])
+    np.testing.assert_array_equal(pools.object_pixels(depth), [147, 147])
     # A plane is enough for the planar table only.
-    assert data.object_pixels(depth[:1], degree=1)[0] == 147
-    assert data.object_pixels(depth[1:], degree=1)[0] != 147
+    assert pools.object_pixels(depth[:1], degree=1)[0] == 147
+    assert pools.object_pixels(depth[1:], degree=1)[0] != 147
     empty = np.full((1, 60, 80), np.nan, np.float32)
-    np.testing.assert_array_equal(data.object_pixels(empty), [0])
+    np.testing.assert_array_equal(pools.object_pixels(empty), [0])
     with pytest.raises(ValueError, match=r"\[N, H, W\]"):
-        data.object_pixels(depth[0])
+        pools.object_pixels(depth[0])
 
 
 def test_object_pixels_on_synthetic_scenes(monkeypatch):
@@ -272,11 +275,11 @@ def test_object_pixels_on_synthetic_scenes(monkeypatch):
         true = np.zeros(depth.shape, bool)
         for o, m in objs:
             true |= m & (o["height"] >= 0.010)
-        assert data.object_pixels(depth[None])[0] == (true & np.isfinite(depth)).sum()
+        assert pools.object_pixels(depth[None])[0] == (true & np.isfinite(depth)).sum()
         top, left = preprocess.crop_origin(rects, depth.shape, 96)
         crop = preprocess.inpaint(depth)[top : top + 96, left : left + 96]
         truth = true[top : top + 96, left : left + 96].sum()
-        errors.append((data.object_pixels(crop[None])[0] - truth) / truth)
+        errors.append((pools.object_pixels(crop[None])[0] - truth) / truth)
     assert len(errors) >= 6
     assert np.abs(errors).max() <= 0.2 and abs(np.mean(errors)) <= 0.1, np.round(errors, 3)
 
@@ -296,7 +299,7 @@ def test_object_pixels_on_real_cornell(shared_data):
         return depth[top : top + 300, left : left + 300]
 
     objects = ["pcd0100", "pcd0103", "pcd0114", "pcd0141", "pcd0149"]
-    share = data.object_pixels(np.stack([crop(s) for s in objects])) / 300**2
+    share = pools.object_pixels(np.stack([crop(s) for s in objects])) / 300**2
     assert ((share > 0.01) & (share < 0.5)).all(), dict(zip(objects, share.round(3)))
-    glasses = data.object_pixels(crop("pcd0106")[None])[0] / 300**2
+    glasses = pools.object_pixels(crop("pcd0106")[None])[0] / 300**2
     assert glasses < 0.01, glasses

@@ -1,4 +1,4 @@
-"""experiments.main / dal_jax.loop: smoke runs, resume, results schema, alpha grids, sharding."""
+"""experiments.main / dal_jax.experiment.loop: smoke runs, resume, results schema, alpha grids, sharding."""
 
 import json
 import os
@@ -13,7 +13,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, experiment, loop, plain, workdir
+from dal_jax.experiment import build, loop, plain, workdir
+from dal_jax.model import checkpoint
 from experiments import compare
 from experiments.configs import synthetic
 
@@ -202,7 +203,8 @@ _RUN_SCRIPT = """
 import json, os, sys
 sys.path.insert(0, {repo!r})
 import jax
-from dal_jax import distributed, loop
+from dal_jax.training import distributed
+from dal_jax.experiment import loop
 if {procs} > 1:
     distributed.initialize("127.0.0.1:{port}", {procs}, int(sys.argv[1]))
 assert jax.device_count() == 4, jax.devices()
@@ -457,7 +459,7 @@ def test_a_failed_rewrite_of_a_round_keeps_the_saved_one(tmp_path, monkeypatch):
 
 
 def test_budget_beyond_the_pool_is_refused_before_training(tmp_path, monkeypatch):
-    from dal_jax import fit
+    from dal_jax.training import fit
 
     monkeypatch.setattr(fit, "fit", lambda *a, **k: pytest.fail("trained before refusing"))
     with pytest.raises(ValueError, match=r"--budget=1000 .* = 1008 labelled images, .* holds 32"):
@@ -527,8 +529,8 @@ def test_split_from_seed_gives_every_trial_its_own_split(tmp_path):
     assert res["seeds"] == 2 and res["split_from_seed"]
     assert res["rounds"][0]["accuracy"] == [t["rounds"][0]["accuracy"][0] for t in trials]
     assert json.loads((tmp_path / "results.json").read_text()) == res
-    c = experiment.resolve(smoke(split_from_seed=True))
-    pools = [experiment.load_data(experiment.for_trial_split(c, s)) for s in (0, 1)]
+    c = build.resolve(smoke(split_from_seed=True))
+    pools = [build.load_data(build.for_trial_split(c, s)) for s in (0, 1)]
     assert set(pools[0].test.ids) != set(pools[1].test.ids)  # other scenes, another split
 
 
@@ -558,7 +560,7 @@ def test_init_from_refuses_another_input_scaling(dal_run, tmp_path):
 
 
 def test_a_run_saved_before_a_field_existed_resumes():
-    c = experiment.resolve(smoke()).to_dict()
+    c = build.resolve(smoke()).to_dict()
     old = {k: v for k, v in c.items() if k not in workdir.ADDED_FIELDS}
     assert workdir.config_diff(old, c) == []
     assert workdir.config_diff(old, {**c, "init_from": "runs/x"}) == ["init_from"]

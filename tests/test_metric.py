@@ -10,7 +10,8 @@ import pytest
 from skimage.draw import polygon
 from skimage.feature import peak_local_max
 
-from dal_jax import grasp, metric, postprocess
+from dal_jax.data import grasp
+from dal_jax.evaluation import metric, postprocess
 from tests.test_postprocess import near_tie_maps, ref_post
 
 # --------------------------------------------------------------------------- reference

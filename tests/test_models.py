@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import convert_torch, layers, models
+from dal_jax.model import convert_torch, layers, models
 
 PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peer" / "torch_ggcnn.py"
 
@@ -115,7 +115,7 @@ def test_converted_pytorch_weights_give_pytorch_outputs(tmp_path):
     meta = convert_torch.convert(state_path, out_dir)
     assert meta["in_channels"] == 1
 
-    from dal_jax import checkpoint
+    from dal_jax.model import checkpoint
 
     params, meta, _ = checkpoint.load_ggcnn(out_dir)
     x = np.random.default_rng(0).normal(size=(1, 300, 300, 1)).astype(np.float32)

@@ -3,7 +3,8 @@
 import numpy as np
 from PIL import Image
 
-from dal_jax import grasp, plots
+from dal_jax.data import grasp
+from dal_jax.evaluation import plots
 
 
 def test_figure_written_with_right_size(tmp_path):

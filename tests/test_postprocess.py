@@ -7,7 +7,8 @@ import numpy as np
 from skimage.feature import peak_local_max
 from skimage.filters import gaussian
 
-from dal_jax import grasp, postprocess
+from dal_jax.data import grasp
+from dal_jax.evaluation import postprocess
 
 # --------------------------------------------------------------------------- reference
 

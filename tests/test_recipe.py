@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import experiment, fit, train
-from dal_jax.plugin import HParams
+from dal_jax.experiment import build
+from dal_jax.training import fit, train
+from dal_jax.training.plugin import HParams
 from experiments.configs import synthetic
 
 FIRST_BUILD = {
@@ -40,9 +41,9 @@ def _train_and_assess(tcfg: train.TrainConfig, ds) -> dict:
 
 @pytest.mark.slow
 def test_the_first_builds_recipe_collapses_and_the_default_trains():
-    c = experiment.resolve(synthetic.get_config("smoke"))
-    ds = experiment.load_data(c)
-    new = dataclasses.replace(experiment.train_config(c), chunk_steps=STEPS)
+    c = build.resolve(synthetic.get_config("smoke"))
+    ds = build.load_data(c)
+    new = dataclasses.replace(build.train_config(c), chunk_steps=STEPS)
     old = dataclasses.replace(new, **FIRST_BUILD)
     assert new.input_scale != 1.0 and new.pos_weight > 1 and new.augment  # the default differs
     before, after = _train_and_assess(old, ds), _train_and_assess(new, ds)

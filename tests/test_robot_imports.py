@@ -21,20 +21,28 @@ FORBIDDEN = (
     "tensorflow_datasets",
     "optax",
     "datasets",  # this repository's dataset builders (TFDS)
-    "dal_jax.train",
-    "dal_jax.loop",
-    "dal_jax.fit",
+    "dal_jax.training.train",
+    "dal_jax.experiment.loop",
+    "dal_jax.training.fit",
     "dal_jax.strategies",
-    "dal_jax.data",
+    "dal_jax.data.pools",
 )
 #: The project modules the robot side may use (besides its own).
 SHARED = {
-    "dal_jax.models",
-    "dal_jax.layers",
-    "dal_jax.postprocess",
-    "dal_jax.grasp",
-    "dal_jax.preprocess",
-    "dal_jax.checkpoint",
+    "dal_jax.model.models",
+    "dal_jax.model.layers",
+    "dal_jax.evaluation.postprocess",
+    "dal_jax.data.grasp",
+    "dal_jax.data.preprocess",
+    "dal_jax.model.checkpoint",
+}
+
+
+#: dal_jax and its role subpackages: importing one runs an empty __init__ and nothing else.
+EMPTY_PACKAGES = {
+    ".".join(init.parent.relative_to(REPO).parts)
+    for init in (REPO / "dal_jax").glob("**/__init__.py")
+    if not init.read_text().strip()
 }
 
 
@@ -74,7 +82,7 @@ def test_import_without_torch_or_tensorflow():
         "import pkgutil, sys, importlib, dal_jax.robot\n"
         "for m in pkgutil.iter_modules(dal_jax.robot.__path__, 'dal_jax.robot.'):\n"
         "    importlib.import_module(m.name)\n"
-        "import dal_jax.checkpoint\n"  # imported lazily, by GraspDetector.from_checkpoint
+        "import dal_jax.model.checkpoint\n"  # imported lazily, by GraspDetector.from_checkpoint
         f"bad = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
         "assert not bad, bad\n"
         "assert 'dal_jax.robot.detect' in sys.modules and 'dal_jax.robot.__main__' in sys.modules\n"
@@ -93,8 +101,8 @@ def test_no_forbidden_import_in_the_source():
     bad = []
     for path in files:
         for line, name in _imported_names(path):
-            # `from dal_jax import x` also names the package itself, whose __init__ is empty.
-            project = name != "dal_jax" and _is_under(name, ("dal_jax",))
+            # `from dal_jax.data import x` also names the package, whose __init__ is empty.
+            project = name not in EMPTY_PACKAGES and _is_under(name, ("dal_jax",))
             project = project and not _is_under(name, ("dal_jax.robot",))
             if _is_under(name, FORBIDDEN) or (project and not _is_under(name, SHARED)):
                 bad.append(f"{path.relative_to(REPO)}:{line} imports {name}")
@@ -107,11 +115,18 @@ def test_the_source_check_sees_lazy_and_relative_imports(tmp_path):
     f.write_text(
         "def f():\n"
         "    import torch.nn\n"
-        "    from dal_jax import train\n"
-        "    from .. import loop\n"
+        "    from dal_jax.training import train\n"
+        "    from ..experiment import loop\n"
         "    importlib.import_module('tensorflow_datasets')\n"
     )
     names = {n for _, n in _imported_names(f)}
-    assert {"torch.nn", "dal_jax.train", "dal_jax.loop", "tensorflow_datasets"} <= names
-    assert not _is_under("dal_jax.robot.stream", FORBIDDEN) and _is_under("dal_jax.loop", FORBIDDEN)
+    assert {
+        "torch.nn",
+        "dal_jax.training.train",
+        "dal_jax.experiment.loop",
+        "tensorflow_datasets",
+    } <= names
+    assert not _is_under("dal_jax.robot.stream", FORBIDDEN) and _is_under(
+        "dal_jax.experiment.loop", FORBIDDEN
+    )
     assert not _is_under("dal_jax.datasets_x", FORBIDDEN)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from dal_jax import data, grasp, room
+from dal_jax.data import grasp, pools
+from dal_jax.experiment import room
 from dal_jax.robot import cli as robot_cli
 from dal_jax.robot import read_depth
 from experiments import configs
@@ -98,7 +99,7 @@ def test_teach_the_robot_a_new_room(shared_data, tmp_path, capsys):
     assert len(manifest["frames"]) == 8
     # 2. Prepare the frames dataset (48 px crops, the smoke config's).
     c = configs.get("frames", "smoke")
-    builder = data.make_builder("frames", None, **c.dataset_kwargs)
+    builder = pools.make_builder("frames", None, **c.dataset_kwargs)
     builder.download_and_prepare(
         download_config=__import__("tensorflow_datasets").download.DownloadConfig(manual_dir=rec)
     )
@@ -165,12 +166,12 @@ def test_the_hold_out_is_the_same_frames_on_every_restart():
 
 
 def test_frames_are_labelled_by_the_user():
-    from dal_jax import experiment
+    from dal_jax.experiment import build
 
     c = configs.get("frames", "smoke")
     c.oracle = "gt"
     with pytest.raises(ValueError, match="use --oracle=human"):
-        experiment.resolve(c)
+        build.resolve(c)
 
 
 def test_the_walkthrough_draws_distinct_jacquard_grasps_inside_the_crop(shared_data, tmp_path):

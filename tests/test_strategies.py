@@ -11,9 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, loop, models, strategies, train
-from dal_jax.plugin import HParams
+from dal_jax import strategies
+from dal_jax.experiment import loop
+from dal_jax.model import checkpoint, models
 from dal_jax.strategies import base, cs, gd, ll
+from dal_jax.training import train
+from dal_jax.training.plugin import HParams
 
 N, H, S, K = 30, 24, 2, 5
 CONFIGS = {

@@ -1,4 +1,4 @@
-"""experiments.study / dal_jax.study: every strategy on the same seeds, the paired report,
+"""experiments.study / dal_jax.study.runner: every strategy on the same seeds, the paired report,
 resume, a failing strategy and a folder of another config."""
 
 import json
@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, study, study_report
+from dal_jax.model import checkpoint
+from dal_jax.study import report as study_report
+from dal_jax.study import runner
 from tests.test_loop import smoke as loop_smoke
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -26,7 +28,7 @@ def smoke(**overrides):
 def six(tmp_path_factory):
     """The :smoke study of all six strategies with two seeds."""
     wd = tmp_path_factory.mktemp("study")
-    return wd, study.run(smoke(), wd, progress=False)
+    return wd, runner.run(smoke(), wd, progress=False)
 
 
 @pytest.mark.slow
@@ -66,11 +68,11 @@ def test_six_strategy_smoke_study_writes_the_report(six):
 def test_a_half_finished_study_resumes_to_the_same_numbers(six, tmp_path):
     full, _ = six
     # Stopped after the first round of each strategy (rounds may differ on resumption).
-    study.run(smoke(rounds=1), tmp_path, strategies="rs,dal", progress=False, controls=False)
+    runner.run(smoke(rounds=1), tmp_path, strategies="rs,dal", progress=False, controls=False)
     assert (
         json.loads((tmp_path / "dal" / "results.json").read_text())["rounds"][0]["selected"] == []
     )
-    rep = study.run(smoke(), tmp_path, strategies="rs,dal", progress=False, controls=False)
+    rep = runner.run(smoke(), tmp_path, strategies="rs,dal", progress=False, controls=False)
     for name in ("rs", "dal"):
         a = json.loads((full / name / "results.json").read_text())
         b = json.loads((tmp_path / name / "results.json").read_text())
@@ -82,7 +84,7 @@ def test_a_half_finished_study_resumes_to_the_same_numbers(six, tmp_path):
 def test_a_failing_strategy_is_marked_incomplete_and_the_others_kept(six, tmp_path):
     c = smoke()
     c.strategies.vaal.size = 20  # not a multiple of 16: VAAL refuses to start
-    rep = study.run(c, tmp_path, strategies="rs,vaal", progress=False, controls=False)
+    rep = runner.run(c, tmp_path, strategies="rs,vaal", progress=False, controls=False)
     assert "vaal" in rep["incomplete"] and "multiple of 16" in rep["incomplete"]["vaal"]
     assert rep["labels"] == ["rs"]
     assert "Incomplete: vaal" in (tmp_path / "study.md").read_text()
@@ -92,15 +94,15 @@ def test_a_failing_strategy_is_marked_incomplete_and_the_others_kept(six, tmp_pa
 def test_a_folder_of_another_config_is_refused_before_training(six):
     wd, _ = six
     with pytest.raises(ValueError, match=r"seeds: 2 -> 3"):
-        study.run(smoke(seeds=3), wd, progress=False)
+        runner.run(smoke(seeds=3), wd, progress=False)
 
 
 def test_unknown_strategies_list_the_valid_ones():
     with pytest.raises(ValueError, match="'entropy'.*valid: rs, gd, cs, ll, vaal, dal"):
-        study.parse_strategies("rs,entropy")
+        runner.parse_strategies("rs,entropy")
     with pytest.raises(ValueError, match="twice"):
-        study.parse_strategies("rs,dal,rs")
-    assert study.parse_strategies(" DAL , rs") == ("dal", "rs")
+        runner.parse_strategies("rs,dal,rs")
+    assert runner.parse_strategies(" DAL , rs") == ("dal", "rs")
 
 
 def test_the_cli_refuses_an_unknown_strategy(tmp_path):
@@ -148,7 +150,7 @@ def test_each_strategy_logs_to_its_own_folder(six):
 
 @pytest.mark.slow
 def test_the_alpha_study_has_the_same_report_against_alpha_zero(tmp_path):
-    rep = study.run(smoke(), tmp_path, alphas="0,0.5", progress=False)
+    rep = runner.run(smoke(), tmp_path, alphas="0,0.5", progress=False)
     assert rep["labels"] == ["alpha 0", "alpha 0.5"] and rep["baseline"] == "alpha 0"
     assert set(rep["diff"]) == {"alpha 0.5"}
     for name in ("study.md", "study.json", "study.png", "alpha/selected_0.5.png"):
@@ -164,4 +166,4 @@ def test_the_alpha_study_has_the_same_report_against_alpha_zero(tmp_path):
     _, meta = checkpoint.restore_meta(grid)
     assert len(meta["accuracy"]) == 4
     with pytest.raises(ValueError, match="two or more alphas"):
-        study.run(smoke(), tmp_path / "one", alphas="0.1", progress=False)
+        runner.run(smoke(), tmp_path / "one", alphas="0.1", progress=False)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dal_jax import study_controls as sc
-from dal_jax import study_figures, study_picks
-from dal_jax import study_report as sr
+from dal_jax.study import controls_report as sc
+from dal_jax.study import figures as study_figures
+from dal_jax.study import picks as study_picks
+from dal_jax.study import report as sr
 
 LABELED = [10, 20, 30, 40, 50, 60]
 OFFSET = np.array([0.03, -0.02, 0.0, 0.05, -0.04, 0.01])  # per seed, kept across rounds

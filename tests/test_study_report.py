@@ -8,8 +8,9 @@ import pytest
 import scipy.stats
 from PIL import Image
 
-from dal_jax import study, study_figures
-from dal_jax import study_report as sr
+from dal_jax.study import figures as study_figures
+from dal_jax.study import report as sr
+from dal_jax.study import runner
 
 LABELED = [20, 40, 60, 80, 100]
 
@@ -232,7 +233,7 @@ def test_build_upper_and_json_clean():
 def test_write_files(tmp_path):
     results = _study(s=4)
     upper = {"kind": "supervised", "labeled": 500, "accuracy": [0.9, 0.92]}
-    rep = study.write_report(tmp_path / "out", results, "rs", upper=upper, n_boot=300)
+    rep = runner.write_report(tmp_path / "out", results, "rs", upper=upper, n_boot=300)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["study.json", "study.md", "study.png"]
     assert json.loads((out / "study.json").read_text()) == rep

@@ -10,7 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from dal_jax import checkpoint, experiment, postprocess, robot, train
+from dal_jax import robot
+from dal_jax.evaluation import postprocess
+from dal_jax.experiment import build
+from dal_jax.model import checkpoint
+from dal_jax.training import train
 from experiments.configs import synthetic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -43,8 +47,8 @@ def test_results_hold_accuracy_and_diagnostics_per_seed(sup_run):
     wd, out = sup_run
     res = json.loads((wd / "results.json").read_text())
     assert res["kind"] == "supervised" and res["seeds"] == 2
-    c = experiment.resolve(synthetic.get_config("smoke"))
-    assert res["labeled"] == len(experiment.load_data(c).pool)  # every pool image is labelled
+    c = build.resolve(synthetic.get_config("smoke"))
+    assert res["labeled"] == len(build.load_data(c).pool)  # every pool image is labelled
     assert len(res["accuracy"]) == 2 and all(0 <= a <= 1 for a in res["accuracy"])
     for key in ("final_loss", "q_max", "no_grasp", "dead_filters", "kept_step"):
         assert len(res["diagnostics"][key]) == 2, key
@@ -61,9 +65,9 @@ def test_inference_loads_the_checkpoint_and_applies_its_input_scale(sup_run):
     assert det.seed == int(np.argmax(meta["accuracy"]))
     # The detector's maps on a test crop equal the trained network's own prediction: the same
     # weights and the same input scaling as in training and evaluation.
-    c = experiment.resolve(synthetic.get_config("smoke"))
-    ds = experiment.load_data(c)
-    trainer = train.Trainer(experiment.train_config(c))
+    c = build.resolve(synthetic.get_config("smoke"))
+    ds = build.load_data(c)
+    trainer = train.Trainer(build.train_config(c))
     params, _, _ = checkpoint.load_ggcnn(wd, seed=det.seed)
     own = trainer.predict(jax.tree.map(np.asarray, params), ds.test.inputs[:1])
     q_own = np.asarray(postprocess.postprocess(own)[0])[0]
@@ -89,7 +93,7 @@ def test_an_unprepared_dataset_says_how_to_prepare_it(tmp_path):
 
 
 def test_the_upper_bound_is_drawn_only_for_the_same_data_variant(tmp_path):
-    from dal_jax import results, supervised
+    from dal_jax.experiment import results, supervised
 
     uniform, longtail = synthetic.get_config("uniform"), synthetic.get_config("longtail")
     diag = {"collapsed": [False]}

@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax import data, train
-from dal_jax.plugin import HParams
+from dal_jax.data import pools
 from dal_jax.strategies.dal import Discriminator
+from dal_jax.training import train
+from dal_jax.training.plugin import HParams
 
 H = 48
 
@@ -22,7 +23,7 @@ def _synthetic_pool(n=12, seed=0):
         r, c = rng.integers(14, H - 14, size=2)
         inputs[i, r - 5 : r + 5, c - 8 : c + 8, 0] = -0.5
         rect = np.array([[[r + 6, c - 4], [r - 6, c - 4], [r - 6, c + 4], [r + 6, c + 4]]], float)
-        targets[i] = data.make_targets(rect, None, (H, H))
+        targets[i] = pools.make_targets(rect, None, (H, H))
     return jnp.asarray(inputs), jnp.asarray(targets)
 
 

@@ -31,7 +31,6 @@ import pathlib
 
 import numpy as np
 
-from dal_jax import grasp
 from dal_jax.annotate.folder import (
     CPOS,
     GRASPS_JSON,
@@ -42,6 +41,7 @@ from dal_jax.annotate.folder import (
     queue_lock,
     sample_dir,
 )
+from dal_jax.data import grasp
 
 _LOG = logging.getLogger(__name__)
 

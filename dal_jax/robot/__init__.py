@@ -3,8 +3,8 @@
 This package is what the robot computer (Kinect2 on a Kinova MOVO) runs. Nothing in it imports
 PyTorch, TensorFlow, TFDS, optax or the training code (`tests/test_robot_imports.py` checks
 it); besides NumPy, JAX, Flax, Orbax, OpenCV and Pillow it uses only the shared modules
-`dal_jax.models`, `dal_jax.layers`, `dal_jax.postprocess`, `dal_jax.grasp`, `dal_jax.preprocess`
-and `dal_jax.checkpoint`.
+`dal_jax.model.models`, `dal_jax.model.layers`, `dal_jax.evaluation.postprocess`, `dal_jax.data.grasp`, `dal_jax.data.preprocess`
+and `dal_jax.model.checkpoint`.
 
 Modules:
 

@@ -40,7 +40,7 @@ import pathlib
 import sys
 import warnings
 
-from dal_jax import preprocess
+from dal_jax.data import preprocess
 from dal_jax.robot.camera import parse_intrinsics
 from dal_jax.robot.detector import MAX_TOP_K, GraspDetector
 from dal_jax.robot.figure import save_figure

@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import models, postprocess, preprocess
+from dal_jax.data import preprocess
+from dal_jax.evaluation import postprocess
+from dal_jax.model import models
 from dal_jax.robot import camera, frames, network, weights
 from dal_jax.robot.results import Detection, Grasp
 
@@ -37,7 +39,7 @@ class GraspDetector:
     """A trained GG-CNN and its pre/post-processing for raw frames.
 
     Args:
-      params: GG-CNN parameter pytree (one seed; `dal_jax.checkpoint.load_ggcnn`).
+      params: GG-CNN parameter pytree (one seed; `dal_jax.model.checkpoint.load_ggcnn`).
       image_size: the network's input side N (the training crop; a multiple of 12).
       in_channels: 1 (depth) or 4 (RGB-D).
       intrinsics: default camera (fx, fy, cx, cy) in pixels, or None.
@@ -82,7 +84,7 @@ class GraspDetector:
     ) -> GraspDetector:
         """Loads a checkpoint written by experiments.main (a run's workdir or its checkpoints
         folder; the latest round unless ``round_index``; the seed with the best recorded test
-        accuracy unless ``seed``) or by `dal_jax.convert_torch`. Raises FileNotFoundError /
+        accuracy unless ``seed``) or by `dal_jax.model.convert_torch`. Raises FileNotFoundError /
         ValueError naming the path when it is missing or unreadable. ``kwargs`` go to the
         constructor (intrinsics, warmup)."""
         w = weights.load(path, seed=seed, round_index=round_index)

@@ -1,7 +1,7 @@
 """Depth frames in: the `Frame` record, and files and arrays turned into [H, W] float32 metres.
 
 Depth units are decided from the stored dtype and values before any cast
-(`dal_jax.preprocess.depth_to_metres`): integer dtypes are millimetres (the Kinect's 16UC1
+(`dal_jax.data.preprocess.depth_to_metres`): integer dtypes are millimetres (the Kinect's 16UC1
 images), floats metres unless their valid median is above 20 (then millimetres, with a
 `preprocess.DepthUnitsWarning`); implausible ranges are refused. A ``depth_scale`` (metres per
 stored unit) overrides that rule.
@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from dal_jax import preprocess
+from dal_jax.data import preprocess
 
 #: The depth files `read_depth` reads.
 DEPTH_SUFFIXES = (".tiff", ".tif", ".png", ".npy")

@@ -1,6 +1,6 @@
 """The detector's one compiled program: GG-CNN, the quality blur, peaks, angle / width at peaks.
 
-Post-processing versus the reference's (`dal_jax.postprocess`, SciPy-exact): the same peak
+Post-processing versus the reference's (`dal_jax.evaluation.postprocess`, SciPy-exact): the same peak
 rules (``peak_mask``: 41x41 maximum filter, 20 px border, > 0.2; greedy spacing), but the
 Gaussian blurs are the project's float32 blur (`postprocess.gaussian_blur` accumulating in
 float32, the one the metric's fast top-1 uses) instead of SciPy's float64, and the angle / width
@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import models, postprocess
+from dal_jax.evaluation import postprocess
+from dal_jax.model import models
 
 
 @functools.partial(jax.jit, static_argnames=("top_k", "with_maps", "input_scale"))

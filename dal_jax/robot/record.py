@@ -47,7 +47,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from dal_jax import preprocess
+from dal_jax.data import preprocess
 from dal_jax.robot.frames import Frame, as_depth_metres
 from dal_jax.robot.stream import LatestSlot, _Feed
 

@@ -6,14 +6,14 @@ import dataclasses
 
 import numpy as np
 
-from dal_jax import grasp
+from dal_jax.data import grasp
 
 
 @dataclasses.dataclass
 class Grasp:
     """One grasp in original frame pixels (and, with intrinsics, metres in the camera frame).
 
-    ``angle`` is counter-clockwise positive in the image, image up (`dal_jax.grasp`
+    ``angle`` is counter-clockwise positive in the image, image up (`dal_jax.data.grasp`
     conventions); ``quality`` is the blurred quality at the peak. ``position`` is in the
     camera's optical frame (x right, y down, z forward).
     """

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from dal_jax import preprocess
+from dal_jax.data import preprocess
 from dal_jax.robot.frames import (
     DEPTH_PNG_MODES,
     DEPTH_SUFFIXES,

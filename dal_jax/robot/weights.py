@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import models
+from dal_jax.model import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +32,9 @@ class Weights:
 def load(path, seed: int | None = None, round_index: int | None = None) -> Weights:
     """Reads a checkpoint written by experiments.main (a run's workdir or its checkpoints
     folder; the latest round unless ``round_index``; the seed with the best recorded test
-    accuracy unless ``seed``) or by `dal_jax.convert_torch`. Raises FileNotFoundError /
+    accuracy unless ``seed``) or by `dal_jax.model.convert_torch`. Raises FileNotFoundError /
     ValueError naming the path when it is missing, unreadable or not a GG-CNN of this code."""
-    from dal_jax import checkpoint  # Orbax is only needed here
+    from dal_jax.model import checkpoint  # Orbax is only needed here
 
     params, meta, seed = checkpoint.load_ggcnn(path, round_index=round_index, seed=seed)
     try:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dal_jax import models
+from dal_jax.model import models
 
 
 def masked_top_k(score, allowed, k: int):
@@ -129,7 +129,7 @@ class Strategy:
 
     # -------------------------------------------------------------- overridden by strategies
     def plugins(self, train_config) -> tuple:
-        """Extra networks trained alongside GG-CNN (`dal_jax.plugin.Plugin`); none by default."""
+        """Extra networks trained alongside GG-CNN (`dal_jax.training.plugin.Plugin`); none by default."""
         return ()
 
     def uses_pool_pass(self) -> bool:
@@ -213,7 +213,7 @@ class Strategy:
     ):
         """For every seed, k distinct unlabelled pool indices.
 
-        trainer: the `dal_jax.train.Trainer` that trained ``states``; states: TrainState with
+        trainer: the `dal_jax.training.train.Trainer` that trained ``states``; states: TrainState with
         leaves [S, ...]; inputs [N, H, W, C] (the pool; numpy or jax); masks [S, N] bool
         (True = labelled); k: how many to pick; keys [S] typed keys (each seed's selection key).
         Returns a numpy int32 array [S, k]; with ``with_scores``, also the picks' selection

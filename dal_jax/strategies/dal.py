@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dal_jax import models, plugin
+from dal_jax.model import models
 from dal_jax.strategies import base
+from dal_jax.training import plugin
 
 
 class Discriminator(plugin.Plugin):

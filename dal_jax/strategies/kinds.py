@@ -49,7 +49,7 @@ class KindBalance(base.Strategy):
     """CONTROL, not a strategy: picks images whose ground-truth object kinds the labelled set
     has few of (see the module docstring; it knows what no real strategy may know).
 
-    Call ``bind_pool(pool)`` with the pool (a `dal_jax.data.Pool` with ``kinds`` [N, K]) before
+    Call ``bind_pool(pool)`` with the pool (a `dal_jax.data.pools.Pool` with ``kinds`` [N, K]) before
     ``select``; no network pass, no per-sample score (``with_scores`` gives None, as for rs).
     """
 

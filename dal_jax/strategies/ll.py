@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dal_jax import models, plugin
+from dal_jax.model import models
 from dal_jax.strategies import base
+from dal_jax.training import plugin
 
 
 class LossNet(nn.Module):

@@ -160,7 +160,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 def add_angle_noise(rects, noise_deg: float, seed: int, scene_id: str) -> np.ndarray:
     """Rotates each rectangle [G, 4, 2] about its own centre by uniform(-noise_deg, noise_deg)
     degrees; the draw depends only on (seed, scene_id), not on the generation order."""
-    from dal_jax import grasp
+    from dal_jax.data import grasp
 
     rng = np.random.default_rng([seed, common.stable_hash(scene_id)])
     angles = np.deg2rad(rng.uniform(-noise_deg, noise_deg, size=len(rects)))

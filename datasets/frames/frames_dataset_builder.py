@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dal_jax import grasp, preprocess
+from dal_jax.data import grasp, preprocess
 from dal_jax.robot.frames import read_depth
 from dal_jax.robot.sources import FolderSource, paired_rgb_path
 from datasets import common

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dal_jax import grasp
+from dal_jax.data import grasp
 from datasets import common
 from datasets.cornell import cornell_dataset_builder as cornell
 

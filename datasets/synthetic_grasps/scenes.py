@@ -26,7 +26,7 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from dal_jax import grasp
+from dal_jax.data import grasp
 
 KINDS = ("box", "cylinder", "hexprism", "bar", "bigbox", "plate", "ring", "lshape")
 KIND_MIX = {

@@ -9,7 +9,7 @@ scenes keep every kind alike, so a strategy that finds the rare kinds can matter
 
 The metadata records the objects' kinds: ``kinds`` counts them per split ({"train": {kind:
 objects}, "test": {...}}); ``scene_kinds`` maps every scene id to its objects per kind, a list
-in the order of ``kind_names`` (= `scenes.KINDS`), which `dal_jax.data.load_dataset` turns
+in the order of ``kind_names`` (= `scenes.KINDS`), which `dal_jax.data.pools.load_dataset` turns
 into ``Pool.kinds`` [N, K] (version 2.1.0 on; older builds lack it and are rebuilt).
 """
 

@@ -56,9 +56,9 @@ def _same(a, b) -> bool:
 
 
 def _auto(data_dir) -> str:
-    from dal_jax import data
+    from dal_jax.data import pools
 
-    if data.is_prepared("cornell", data_dir):
+    if pools.is_prepared("cornell", data_dir):
         print("dataset=auto: using Cornell (prepared in the TFDS data dir).", flush=True)
         return "cornell"
     print(

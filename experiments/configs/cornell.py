@@ -92,7 +92,7 @@ def shared(c):
     c.lr = 1e-3
     # No validation split: 10% of 8-64 labels is 1-6 images, whose accuracy moves in 17-100
     # point steps and which would leave training; the paper's rule (from 50 labels) would also
-    # switch rules between rounds. The training loss chooses the weights (dal_jax.fit).
+    # switch rules between rounds. The training loss chooses the weights (dal_jax.training.fit).
     c.val_fraction = 0.0
     c.val_min = 0
     # input_scale 10, pos_weight 20, masked heads, symmetries: the recipe of every protocol

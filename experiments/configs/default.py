@@ -79,7 +79,7 @@ def base() -> ml_collections.ConfigDict:
     c.steps_per_round = ml_collections.FieldReference(None, field_type=int)
     c.batch_size = 8
     c.lr = ml_collections.FieldReference(None, field_type=float)  # Adam; None: protocol
-    # The training recipe (dal_jax.train.TrainConfig documents each field; BUILD.md "Training
+    # The training recipe (dal_jax.training.train.TrainConfig documents each field; BUILD.md "Training
     # recipe" has the measurements behind the values).
     c.input_scale = 10.0
     c.init = "xavier_zero"
@@ -91,7 +91,7 @@ def base() -> ml_collections.ConfigDict:
     c.zoom_min = 1.0
     # Steps per round = steps_per_round + steps_per_label * labelled images (None: protocol).
     c.steps_per_label = ml_collections.FieldReference(None, field_type=float)
-    # Which weights a round reports (dal_jax.fit): a validation split of val_fraction of the
+    # Which weights a round reports (dal_jax.training.fit): a validation split of val_fraction of the
     # labelled set once it has val_min images, else the lowest training loss (None: protocol).
     c.val_fraction = ml_collections.FieldReference(None, field_type=float)
     c.val_min = ml_collections.FieldReference(None, field_type=int)

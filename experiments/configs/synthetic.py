@@ -17,10 +17,10 @@ Why these numbers (BUILD.md "Label-sensitive protocols" has the measurements):
   this pool find few of the rare kinds.
 * The networks are kept between rounds and every round trains the same 200 steps
   (`steps_per_label = 0`): the step budget does not grow with the labels, and the study's
-  control 1 (`dal_jax.controls`) trains the same rounds without new labels, so what the labels
+  control 1 (`dal_jax.study.controls`) trains the same rounds without new labels, so what the labels
   add is measured, not assumed. Adam at 3e-3: at GG-CNN's 1e-3 many seeds had not started to
   learn by 300 steps. No validation split: with 5-45 labels the training loss chooses the
-  weights (dal_jax.fit).
+  weights (dal_jax.training.fit).
 
 Variants: ':smoke' (tiny, for tests); ':uniform' (every kind alike in the pool, 5 + 10 per
 round: its random picks cover the kinds, so its curve flattens sooner); ':longtail' (the

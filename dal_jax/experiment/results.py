@@ -1,0 +1,149 @@
+"""What an experiment leaves for its user: results.json and curves.png per alpha, the
+alpha-study files, and the supervised upper bound drawn beside the curves.
+
+results.json (one per alpha; in ``alpha_<a>/`` when there is a grid)::
+
+    {"strategy", "dataset", "alpha", "seeds",
+     "rounds": [{"round", "labeled", "accuracy": [S], "collapsed": [S], "steps", "model_choice",
+                 "diagnostics": {name: [S]}, "selected": [S][k], "selected_score": [S][k] | None}]}
+
+With ``--init_from`` the first entry is round -1: the prior model on the test set, before any
+label of this run. ``accuracy`` is null for a run that diverged before any finite weights were kept;
+``selected`` is empty in the last round; ``selected_score`` is the strategy's score of each
+pick (DAL: p = P(labelled)), null for strategies without one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+
+from dal_jax.training.runs import Grid
+
+log = logging.getLogger("dal_jax")
+SUPERVISED = "supervised"  # the ``kind`` of an experiments.train results.json
+
+
+def for_group(c, grid: Grid, history: list, a: int, prior: dict | None = None) -> dict:
+    """The results.json dict of group (alpha) ``a`` from the loop's per-round records; with
+    ``--init_from``, ``prior`` (the prior model's record) comes first as round -1."""
+    sl = grid.group(a)
+    rounds = []
+    for rec in ([prior] if prior else []) + list(history):
+        diag = rec.get("diagnostics", {})
+        scores = rec.get("selected_score")
+        rounds.append(
+            {
+                "round": rec["round"],
+                "labeled": rec["labeled"][sl.start],
+                "accuracy": rec["accuracy_all"][sl],
+                "collapsed": diag.get("collapsed", [False] * len(rec["accuracy_all"]))[sl],
+                "steps": rec.get("steps"),
+                "model_choice": rec.get("model_choice"),
+                "diagnostics": {k: v[sl] for k, v in diag.items() if k != "collapsed"},
+                "selected": rec["selected"][sl] if rec["selected"] else [],
+                "selected_score": scores[sl] if scores else None,
+            }
+        )
+    return {
+        "strategy": c.strategy,
+        "dataset": c.dataset,
+        "alpha": grid.alphas[a],
+        "seeds": grid.seeds,
+        "rounds": rounds,
+    }
+
+
+def find_supervised(workdir) -> dict | None:
+    """The results.json of a supervised run in ``workdir`` (or None if there is none)."""
+    path = pathlib.Path(workdir) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        log.warning("unreadable %s: no upper bound drawn", path)
+        return None
+    return res if isinstance(res, dict) and res.get("kind") == SUPERVISED else None
+
+
+def data_variant(c) -> dict:
+    """What, beside the dataset's name and image size, decides which images a run sees: the
+    builder config and arguments (for the synthetic set its scenes: count, kinds' mix, seed)."""
+    kwargs = c.synthetic if c.dataset == "synthetic_grasps" else c.dataset_kwargs
+    return json.loads(json.dumps({"config": c.dataset_config, "kwargs": dict(kwargs)}))
+
+
+def upper_bound(workdir, c) -> dict:
+    """The supervised full-pool result to draw on the curves: ``c.upper_bound`` (an
+    ``experiments.train`` workdir), else ``<workdir>/../<dataset>_supervised`` if it exists.
+    Returns {label: results}; empty when there is none, or it is for another dataset, image
+    size or data variant (e.g. the uniform synthetic scenes for a ``:longtail`` study), or it
+    predates the variant's record and so cannot be matched."""
+    where = c.get("upper_bound") or pathlib.Path(workdir).parent / f"{c.dataset}_supervised"
+    res = find_supervised(where)
+    if res is None:
+        if c.get("upper_bound"):
+            log.warning("no supervised results.json in %s: no upper bound drawn", where)
+        return {}
+    if (res.get("dataset"), res.get("image_size")) != (c.dataset, c.image_size):
+        log.warning("%s is for another dataset or image size: no upper bound drawn", where)
+        return {}
+    if res.get("data_variant") != data_variant(c):
+        why = "another data variant" if "data_variant" in res else "an unrecorded data variant"
+        log.warning(
+            "%s is for %s (rerun experiments.train for this one): no upper bound drawn", where, why
+        )
+        return {}
+    return {f"supervised, all {res['labeled']} labelled": res}
+
+
+def write(workdir: pathlib.Path, c, grid: Grid, history: list, prior=None) -> None:
+    """The outputs of the loop's per-round records (see `write_groups`)."""
+    per_group = [for_group(c, grid, history, a, prior) for a in range(grid.groups)]
+    write_groups(workdir, c, grid, per_group)
+
+
+def write_groups(workdir: pathlib.Path, c, grid: Grid, per_group: list[dict]) -> None:
+    """results.json and curves.png (per alpha in alpha_<a>/ when there is a grid), and for a
+    grid alpha_study.json and alpha_curves.png. per_group: one results dict per alpha."""
+    from dal_jax.evaluation import plots
+
+    upper = upper_bound(workdir, c)
+    for alpha, res in zip(grid.alphas, per_group):
+        out = workdir if grid.groups == 1 else workdir / f"alpha_{alpha:g}"
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "results.json", res)
+        plots.plot_curves(out / "curves.png", {f"{c.strategy} (alpha {alpha:g})": res}, upper=upper)
+    if grid.groups > 1:
+        write_json(workdir / "alpha_study.json", per_group)
+        curves = {f"alpha {alpha:g}": res for alpha, res in zip(grid.alphas, per_group)}
+        plots.plot_curves(workdir / "alpha_curves.png", curves, upper=upper)
+
+
+def write_json(path, obj) -> None:
+    """Writes JSON atomically (a reader never sees a half-written file)."""
+    tmp = pathlib.Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def merge_trials(per_trial: list[dict]) -> dict:
+    """One results.json dict from the one-seed results of separate trials (``split_from_seed``):
+    per round, the trials' per-seed lists side by side; rounds all trials finished."""
+    first = per_trial[0]
+    rounds = []
+    for t in range(min(len(r["rounds"]) for r in per_trial)):
+        parts = [r["rounds"][t] for r in per_trial]
+        merged = dict(parts[0])
+        for key in ("accuracy", "collapsed", "selected"):
+            merged[key] = [v for p in parts for v in p[key]]
+        scores = [p.get("selected_score") for p in parts]
+        merged["selected_score"] = None if None in scores else [v for s in scores for v in s]
+        merged["diagnostics"] = {
+            k: [v for p in parts for v in p["diagnostics"].get(k, [None])]
+            for k in parts[0]["diagnostics"]
+        }
+        rounds.append(merged)
+    return {**first, "seeds": len(per_trial), "split_from_seed": True, "rounds": rounds}
