@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax.data import grasp, pools
+from dal_jax.data import grasp, target_maps
 from dal_jax.evaluation import metric, postprocess
 from dal_jax.training import augment
 
@@ -36,7 +36,7 @@ def box_scene():
     depth = np.full((S, S), 0.7, np.float32)
     depth[20:41, 30:51] -= 0.05
     x = (depth - depth.mean())[..., None]
-    return x, pools.make_targets(RECTS, None, (S, S))
+    return x, target_maps.make_targets(RECTS, None, (S, S))
 
 
 @pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=3)))
@@ -47,7 +47,7 @@ def test_symmetries_move_the_maps_exactly_like_the_rectangles(flags):
     _, y = box_scene()
     _, ya = augment.apply(t, jnp.zeros((S, S, 1)), jnp.asarray(y))
     ya = np.asarray(ya)
-    expect = pools.make_targets(augment.transform_rects(RECTS, t, S), None, (S, S))
+    expect = target_maps.make_targets(augment.transform_rects(RECTS, t, S), None, (S, S))
     np.testing.assert_array_equal(ya[..., 0], expect[..., 0])
     np.testing.assert_allclose(ya, expect, atol=1e-6)
 

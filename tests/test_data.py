@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from dal_jax.data import grasp, pools
+from dal_jax.data import grasp, pools, target_maps
 
 
 def test_targets_central_third_axis_aligned():
     # Opening 30 along the columns, jaw 10 along the rows, centre (20, 30).
     rect = grasp.grasp_to_rect(np.array([20.0, 30.0]), 0.0, 30.0, 10.0)
-    t = pools.make_targets(rect[None], None, (300, 300))
+    t = target_maps.make_targets(rect[None], None, (300, 300))
     assert t.shape == (300, 300, 4) and t.dtype == np.float32
     pos = t[..., 0]
     rows, cols = np.nonzero(pos)
@@ -26,17 +26,17 @@ def test_targets_central_third_axis_aligned():
 def test_targets_angle_overwrite_mask_and_clip():
     a = grasp.grasp_to_rect(np.array([30.0, 30.0]), math.pi / 4, 60.0, 12.0)
     b = grasp.grasp_to_rect(np.array([30.0, 30.0]), -math.pi / 4, 300.0, 6.0)
-    t = pools.make_targets(np.stack([a, b]), None, (300, 300))
+    t = target_maps.make_targets(np.stack([a, b]), None, (300, 300))
     # b came later and overwrites the centre; its opening 300 clips to 1.
     np.testing.assert_allclose(t[30, 30], [1, math.cos(-math.pi / 2), -1, 1], atol=1e-6)
-    t_a = pools.make_targets(np.stack([a, b]), np.array([True, False]), (300, 300))
+    t_a = target_maps.make_targets(np.stack([a, b]), np.array([True, False]), (300, 300))
     # At another size the width scale follows the image: 150 * 96 / 300 = 48 px.
     c = grasp.grasp_to_rect(np.array([30.0, 30.0]), 0.0, 24.0, 6.0)
-    assert pools.make_targets(c[None], None, (96, 96))[30, 30, 3] == pytest.approx(24 / 48)
+    assert target_maps.make_targets(c[None], None, (96, 96))[30, 30, 3] == pytest.approx(24 / 48)
     np.testing.assert_allclose(t_a[30, 30], [1, 0, 1, 60 / 150], atol=1e-6)
     # A rectangle entirely outside the image paints nothing.
     out = grasp.grasp_to_rect(np.array([-50.0, -50.0]), 0.0, 20.0, 5.0)
-    assert pools.make_targets(out[None], None, (20, 20))[..., 0].sum() == 0
+    assert target_maps.make_targets(out[None], None, (20, 20))[..., 0].sum() == 0
 
 
 def test_pool_subset_and_normalisation():
@@ -81,7 +81,7 @@ def test_load_synthetic_builds_on_first_use(tiny):
     assert p.gt_mask.sum(1).min() >= 1 and len(set(p.ids) & set(ds.test.ids)) == 0
     # The stored targets are exactly the maps of the stored rectangles.
     for i in (0, 7):
-        want = pools.make_targets(p.gt_rects[i], p.gt_mask[i], (48, 48))
+        want = target_maps.make_targets(p.gt_rects[i], p.gt_mask[i], (48, 48))
         np.testing.assert_allclose(p.targets[i].astype(np.float32), want, atol=1e-3)
         assert want[..., 0].sum() > 0
     np.testing.assert_allclose(p.inputs[0, ..., 0], pools.normalise_depth(p.depth[0]), atol=1e-6)
@@ -117,5 +117,5 @@ def test_targets_match_reference_rasterisation():
         inner = grasp.grasp_to_rect(c, a, o / 3, j)
         ref = np.zeros((100, 100), bool)
         ref[draw.polygon(inner[:, 0], inner[:, 1], (100, 100))] = True
-        got = pools.make_targets(grasp.grasp_to_rect(c, a, o, j)[None], None, (100, 100))
+        got = target_maps.make_targets(grasp.grasp_to_rect(c, a, o, j)[None], None, (100, 100))
         np.testing.assert_array_equal(got[..., 0] > 0, ref)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax.data import pools
+from dal_jax.data import pools, target_maps
 from dal_jax.training import fit, train
 from dal_jax.training.plugin import HParams
 
@@ -24,7 +24,7 @@ def _pool(seed=0) -> pools.Pool:
         r, c = rng.integers(16, H - 16, size=2)
         inputs[i, r - 5 : r + 5, c - 8 : c + 8, 0] = -0.05
         rects[i, 0] = [[r + 6, c - 4], [r - 6, c - 4], [r - 6, c + 4], [r + 6, c + 4]]
-        targets[i] = pools.make_targets(rects[i], None, (H, H))
+        targets[i] = target_maps.make_targets(rects[i], None, (H, H))
     ids = np.array([f"img{i}" for i in range(N)])
     return pools.Pool(inputs, targets, rects, np.ones((N, 1), bool), ids, None, None)
 
@@ -34,7 +34,7 @@ POOL = _pool()
 
 @pytest.fixture(scope="module")
 def trainer():
-    cfg = train.TrainConfig(chunk_steps=3, lr=3e-3, input_scale=10.0, init="xavier_zero")
+    cfg = train.TrainConfig.reference(chunk_steps=3, lr=3e-3, input_scale=10.0, init="xavier_zero")
     return train.Trainer(cfg)
 
 

@@ -50,7 +50,7 @@ def planted_params(size: int = SIZE, in_channels: int = 1):
 
 def make_checkpoint(workdir, size: int = SIZE):
     """A run-like checkpoint with two seeds: 0 random (accuracy 0.1), 1 planted (0.3)."""
-    tr = train.Trainer(train.TrainConfig())
+    tr = train.Trainer(train.TrainConfig.reference())
     st = tr.init_states(jax.random.split(jax.random.key(0), 2), (size, size, 1))
     planted = planted_params(size)
     ggcnn = jax.tree.map(lambda r, p: np.stack([np.asarray(r[0]), p]), st.params["ggcnn"], planted)

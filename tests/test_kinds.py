@@ -45,7 +45,7 @@ def _pool(kinds, n_grasps=None) -> pools.Pool:
 def setup():
     """(strategy, trainer, states) for S = 2 runs at 24 px."""
     strategy = strategies.get("kinds")
-    tc = train.TrainConfig(seed_form="unrolled", chunk_steps=10)
+    tc = train.TrainConfig.reference(seed_form="unrolled", chunk_steps=10)
     trainer = train.Trainer(tc, strategy.plugins(tc))
     states = trainer.init_states(jax.random.split(jax.random.key(0), S), (H, H, 1))
     return strategy, trainer, states

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dal_jax.model import convert_torch, layers, models
+from dal_jax.strategies import dal
 
 PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peer" / "torch_ggcnn.py"
 
@@ -27,7 +28,7 @@ def test_parameter_counts_and_shapes(channels, expected):
 
 
 def test_discriminator_is_about_2k_parameters():
-    params = models.Discriminator().init(jax.random.key(0), jnp.zeros((1, 16)))["params"]
+    params = models.Discriminator(dal.HIDDEN).init(jax.random.key(0), jnp.zeros((1, 16)))["params"]
     assert models.count_params(params) == 2_145
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dal_jax import strategies
-from dal_jax.experiment import loop
+from dal_jax.experiment import round_state
 from dal_jax.model import checkpoint, models
 from dal_jax.strategies import base, cs, gd, ll
 from dal_jax.training import train
@@ -53,7 +53,7 @@ class Setups:
         if (label, form) not in self.cache:
             name, cfg = CONFIGS[label]
             strategy = strategies.get(name, **cfg)
-            tc = train.TrainConfig(seed_form=form, chunk_steps=10)
+            tc = train.TrainConfig.reference(seed_form=form, chunk_steps=10)
             trainer = train.Trainer(tc, strategy.plugins(tc))
             states = trainer.init_states(self.pool[3], (H, H, 1))
             self.cache[label, form] = (strategy, trainer, states)
@@ -80,8 +80,10 @@ def test_get_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match="bad config"):
         strategies.get("cs", knn=3)
     # DAL's discriminator is its own plug-in, as LL's and VAAL's networks are theirs.
-    assert [p.name for p in strategies.get("dal").plugins(train.TrainConfig())] == ["disc"]
-    assert strategies.get("rs").plugins(train.TrainConfig()) == ()
+    assert [p.name for p in strategies.get("dal").plugins(train.TrainConfig.reference())] == [
+        "disc"
+    ]
+    assert strategies.get("rs").plugins(train.TrainConfig.reference()) == ()
 
 
 @pytest.mark.parametrize("label", list(CONFIGS))
@@ -263,7 +265,7 @@ def test_gd_density_reductions_persist_across_rounds(setups, pool):
     refs = [ReferenceGraphDensity(x) for _ in range(S)]
     history = []
     for rnd in range(2):
-        past = loop.past_order(history, masks.shape)
+        past = round_state.past_order(history, masks.shape)
         picks = strategy.select(trainer, states, inputs, masks, K, keys, past=past)
         for s in range(S):
             assert picks[s].tolist() == refs[s].select(masks[s], K), (rnd, s)
@@ -305,7 +307,7 @@ def test_dal_picks_lowest_p_of_planted_discriminator(setups, pool):
 
 def test_dal_needs_the_discriminator(pool):
     inputs, _, masks, keys = pool
-    trainer = train.Trainer(train.TrainConfig())
+    trainer = train.Trainer(train.TrainConfig.reference())
     states = trainer.init_states(keys, (H, H, 1))
     with pytest.raises(ValueError, match="needs its discriminator"):
         strategies.get("dal").select(trainer, states, inputs, masks, K, keys)

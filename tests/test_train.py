@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dal_jax.data import pools
+from dal_jax.data import target_maps
 from dal_jax.strategies.dal import Discriminator
 from dal_jax.training import train
 from dal_jax.training.plugin import HParams
@@ -23,7 +23,7 @@ def _synthetic_pool(n=12, seed=0):
         r, c = rng.integers(14, H - 14, size=2)
         inputs[i, r - 5 : r + 5, c - 8 : c + 8, 0] = -0.5
         rect = np.array([[[r + 6, c - 4], [r - 6, c - 4], [r - 6, c + 4], [r + 6, c + 4]]], float)
-        targets[i] = pools.make_targets(rect, None, (H, H))
+        targets[i] = target_maps.make_targets(rect, None, (H, H))
     return jnp.asarray(inputs), jnp.asarray(targets)
 
 
@@ -41,7 +41,9 @@ def _masks(n_labelled=4):
 @pytest.fixture(scope="module")
 def dal_trainers():
     return {
-        form: train.Trainer(train.TrainConfig(seed_form=form, chunk_steps=5), (Discriminator(),))
+        form: train.Trainer(
+            train.TrainConfig.reference(seed_form=form, chunk_steps=5), (Discriminator(),)
+        )
         for form in ("unrolled", "vmap")
     }
 
@@ -71,7 +73,9 @@ def test_batched_seeds_equal_one_seed_at_a_time(dal_trainers):
     alpha = jnp.array([0.0, 0.25])
     masks = _masks()
     together, _ = _run(trainer, keys, masks, alpha, 10)
-    one = train.Trainer(train.TrainConfig(seed_form="unrolled", chunk_steps=5), (Discriminator(),))
+    one = train.Trainer(
+        train.TrainConfig.reference(seed_form="unrolled", chunk_steps=5), (Discriminator(),)
+    )
     for s in range(S):
         alone, _ = _run(one, keys[s : s + 1], masks[s : s + 1], alpha[s : s + 1], 10)
         for x, y in zip(jax.tree.leaves(together.params), jax.tree.leaves(alone.params)):
@@ -94,7 +98,7 @@ class StepVariantsTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_step_jit_and_no_jit_agree(self):
         # 24 px keeps the op-by-op (no jit) run short.
-        trainer = train.Trainer(train.TrainConfig(), (Discriminator(),))
+        trainer = train.Trainer(train.TrainConfig.reference(), (Discriminator(),))
         state = trainer.init_state(jax.random.key(0), (24, 24, 1))
         hp = HParams(jnp.float32(0.1), num_steps=jnp.float32(10))
         x, y, mask = INPUTS[:, 12:36, 12:36], TARGETS[:, 12:36, 12:36], _masks()[0]
@@ -109,7 +113,9 @@ class StepVariantsTest(chex.TestCase):
 
 @pytest.mark.slow
 def test_no_recompilation_across_chunks_and_rounds():
-    trainer = train.Trainer(train.TrainConfig(chunk_steps=3, steps_per_call=3), (Discriminator(),))
+    trainer = train.Trainer(
+        train.TrainConfig.reference(chunk_steps=3, steps_per_call=3), (Discriminator(),)
+    )
     traced = chex.assert_max_traces(trainer._steps_all_runs, n=1)
     trainer._steps_all_runs = traced
     keys = jax.random.split(jax.random.key(3), S)
@@ -123,7 +129,7 @@ def test_no_recompilation_across_chunks_and_rounds():
 
 @pytest.mark.slow
 def test_plain_loss_falls_tenfold():
-    trainer = train.Trainer(train.TrainConfig(chunk_steps=100))
+    trainer = train.Trainer(train.TrainConfig.reference(chunk_steps=100))
     keys = jax.random.split(jax.random.key(4), 1)
     masks = jnp.zeros((1, len(INPUTS)), bool).at[0, :4].set(True)
     states = trainer.init_states(keys, (H, H, 1))
@@ -140,7 +146,7 @@ def test_plain_loss_falls_tenfold():
 
 
 def test_nan_loss_stops_with_run_and_step():
-    trainer = train.Trainer(train.TrainConfig(chunk_steps=4))
+    trainer = train.Trainer(train.TrainConfig.reference(chunk_steps=4))
     keys = jax.random.split(jax.random.key(6), S)
     bad = INPUTS.at[5:].set(jnp.nan)  # only seed 1 labels examples past 4: NaN at its step 0
     states = trainer.init_states(keys, (H, H, 1))
@@ -149,7 +155,7 @@ def test_nan_loss_stops_with_run_and_step():
 
 
 def test_wrong_shapes_are_rejected_before_compiling():
-    trainer = train.Trainer(train.TrainConfig())
+    trainer = train.Trainer(train.TrainConfig.reference())
     keys = jax.random.split(jax.random.key(0), S)
     states = trainer.init_states(keys, (H, H, 1))
     with pytest.raises(ValueError, match="multiple of 12"):

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dal_jax.data import grasp
+from dal_jax.evaluation.blur import blur_at, gauss_kernel, gaussian_blur, with_x64
 
 Q_SIGMA, ANGLE_SIGMA, WIDTH_SIGMA = 2.0, 2.0, 1.0
 MIN_DISTANCE = 20  # at the reference image size (grasp.REFERENCE_SIZE)
@@ -58,81 +59,6 @@ def peak_distance(size: int) -> int:
     small image is not capped by a border drawn for 300 px (at 96 px the fixed 20 px border
     excluded 11% of the synthetic set's grasp centres)."""
     return max(1, round(MIN_DISTANCE * int(size) / grasp.REFERENCE_SIZE))
-
-
-def with_x64(fn):
-    """Runs ``fn`` (a jitted function) with float64 enabled for its trace and execution only."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with jax.enable_x64(True):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-# ----------------------------------------------------------------------------- blur
-
-
-def gauss_kernel(sigma: float) -> np.ndarray:
-    """SciPy's 1-D Gaussian weights (float64, radius int(4 sigma + 0.5)), [2r+1]."""
-    radius = int(4.0 * sigma + 0.5)
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-    return phi / phi.sum()
-
-
-def _symmetric_sum(tap, w: np.ndarray):
-    """``sum_k w[r + k] * tap(k)``, k = -r..r, w [2r+1] symmetric, in SciPy's order (centre,
-    then the pairs from the outermost inwards): in float64 bit-identical to SciPy's double
-    accumulator, and the one order every blur of the project rounds in."""
-    r = (len(w) - 1) // 2
-    acc = tap(0) * w[r]
-    for j in range(r, 0, -1):
-        acc = acc + (tap(-j) + tap(j)) * w[r + j]
-    return acc
-
-
-def _correlate_axis(x, w: np.ndarray, axis: int):
-    """One SciPy correlate1d pass of x [...] along ``axis``, mode 'nearest', in x's dtype."""
-    r = (len(w) - 1) // 2
-    n = x.shape[axis]
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (r, r)
-    xp = jnp.pad(x, pad, mode="edge")
-    return _symmetric_sum(lambda k: jax.lax.slice_in_dim(xp, r + k, r + k + n, axis=axis), w)
-
-
-def gaussian_blur(img, sigma: float, dtype=np.float64):
-    """``skimage.filters.gaussian(img, sigma)`` on float32 maps.
-
-    img [..., H, W] float32 (blurred over the last two axes) -> [..., H, W] float32, each
-    pass stored as float32 as SciPy does. ``dtype`` is the accumulator: np.float64 gives SciPy's
-    map bit for bit (run with float64 enabled, as the public functions do); np.float32 is the
-    fast float32 blur, summed in the same order.
-    """
-    w = gauss_kernel(sigma).astype(dtype)
-    for axis in (img.ndim - 2, img.ndim - 1):
-        img = _correlate_axis(img.astype(dtype), w, axis).astype(jnp.float32)
-    return img
-
-
-def blur_at(img, r, c, sigma: float, dtype=np.float64):
-    """`gaussian_blur(img, sigma, dtype)` at pixel (r, c) only, from the window around it.
-
-    img [H, W] float32; r, c int scalars -> float32 scalar, identical to the full blur there
-    (same order, same float32 rounding between the passes, clamped indices = 'nearest' edges).
-    """
-    w = gauss_kernel(sigma).astype(dtype)
-    rad = (len(w) - 1) // 2
-    h, wd = img.shape
-    offs = jnp.arange(-rad, rad + 1)
-    rows = jnp.clip(r + offs, 0, h - 1)
-    cols = jnp.clip(c + offs, 0, wd - 1)
-    win = img[rows[:, None], cols[None, :]].astype(dtype)  # [2r+1 rows, 2r+1 cols]
-    # Pass 1 (axis 0) at row r for each needed column, stored as float32 like SciPy.
-    t = _symmetric_sum(lambda k: win[rad + k], w).astype(jnp.float32).astype(dtype)
-    return _symmetric_sum(lambda k: t[rad + k], w).astype(jnp.float32)
 
 
 def angle_map(preds):
@@ -309,33 +235,36 @@ def predict_grasps(preds, top_n: int = 1) -> Grasps:
 # ----------------------------------------------------------------------------- fast top-1
 
 
-def _grasps_at(preds, rows, cols, valid):
-    """Top-1 `Grasps` [C, 1] at given peaks rows, cols [C, 1] of preds [C, H, W, 4].
-
-    The quality, angle and width maps are blurred only in the 17x17 window around each peak
-    (`blur_at`: bit-identical to the full-map blur at that pixel).
-    """
+def values_at(preds, rows, cols, dtype=np.float64):
+    """Angle, opening and quality [k] at peaks rows, cols [k] of one image's maps preds
+    [H, W, 4]: the blurred maps at those pixels, each blurred only in the window around its
+    peak (`blur_at`: identical to the full-map blur there). ``dtype``: the blur's accumulator
+    (np.float64: SciPy's values; np.float32: the robot's fast blur)."""
     h, w = preds.shape[-3:-1]
     rad = (len(gauss_kernel(max(Q_SIGMA, ANGLE_SIGMA, WIDTH_SIGMA))) - 1) // 2
 
-    def one(p, ri, ci):
+    def one(ri, ci):
         # Clamped indices repeat the edge pixels, i.e. SciPy's 'nearest' padding.
         offs = jnp.arange(-rad, rad + 1)
         rr = jnp.clip(ri + offs, 0, h - 1)
         cc = jnp.clip(ci + offs, 0, w - 1)
-        sub = p[rr[:, None], cc[None, :]]  # [2 rad + 1, 2 rad + 1, 4]
-        ang = blur_at(angle_map(sub), rad, rad, ANGLE_SIGMA)
-        wid = blur_at(width_map(sub, w), rad, rad, WIDTH_SIGMA)
-        qual = blur_at(sub[..., 0], rad, rad, Q_SIGMA)
-        return ang, wid, qual
+        sub = preds[rr[:, None], cc[None, :]]  # [2 rad + 1, 2 rad + 1, 4]
+        ang = blur_at(angle_map(sub), rad, rad, ANGLE_SIGMA, dtype)
+        wid = blur_at(width_map(sub, w), rad, rad, WIDTH_SIGMA, dtype)
+        return ang, wid, blur_at(sub[..., 0], rad, rad, Q_SIGMA, dtype)
 
-    ang, wid, qual = jax.vmap(one)(preds, rows[:, 0], cols[:, 0])
+    return jax.vmap(one)(rows, cols)
+
+
+def _grasps_at(preds, rows, cols, valid):
+    """Top-1 `Grasps` [C, 1] at given peaks rows, cols [C, 1] of preds [C, H, W, 4]."""
+    ang, wid, qual = jax.vmap(values_at)(preds, rows, cols)
     return Grasps(
         centre=jnp.stack([rows, cols], -1).astype(jnp.float32),
-        angle=ang[:, None],
-        opening=wid[:, None],
-        jaw=wid[:, None] / 2,
-        quality=qual[:, None],
+        angle=ang,
+        opening=wid,
+        jaw=wid / 2,
+        quality=qual,
         valid=valid,
     )
 

@@ -10,13 +10,10 @@ After every round the state is saved (orbax, `dal_jax.model.checkpoint`) and the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import pathlib
-import signal
-import threading
 import time
 
 import jax
@@ -26,69 +23,13 @@ import numpy as np
 
 from dal_jax import strategies
 from dal_jax.data import pools
-from dal_jax.experiment import build, oracle, results, room
+from dal_jax.experiment import build, oracle, results, room, round_state
+from dal_jax.experiment.round_state import LoopState
 from dal_jax.experiment.workdir import check_workdir, claim
-from dal_jax.model import checkpoint
 from dal_jax.training import distributed, fit, train
 from dal_jax.training.runs import INIT, SELECT, Grid
 
 log = logging.getLogger("dal_jax")
-
-
-# ----------------------------------------------------------------------------- state
-
-
-@dataclasses.dataclass
-class LoopState:
-    """What a finished round leaves for the next: masks [R, N], the per-round records, human
-    labels by pool index, the networks (TrainState [R, ...]) and, with ``--init_from``, the
-    prior model's record (round -1)."""
-
-    round: int
-    masks: np.ndarray
-    history: list
-    human_labels: dict
-    states: train.TrainState | None
-    prior: dict | None = None
-
-
-def try_resume(workdir: pathlib.Path, template: train.TrainState, num_pool: int):
-    """The state after the newest readable round in ``workdir``, or None for a fresh start.
-
-    A round that cannot be read (truncated or corrupt files) is moved aside into
-    ``checkpoints.unreadable/`` (never deleted), with one line saying so, and the round
-    before it is used. The config was checked by `check_workdir`.
-    """
-    masks_t = {"masks": np.zeros((template.step.shape[0], num_pool), bool)}
-    rnd, states, arrays, meta, skipped = checkpoint.restore_readable(
-        workdir, state=template, arrays=masks_t
-    )
-    note = f"resuming from round {rnd}" if rnd is not None else "starting from round 0"
-    for bad, why in skipped if jax.process_index() == 0 else ():  # process 0 moves them
-        dest = checkpoint.move_aside(workdir, bad)
-        line = f"checkpoint of round {bad} is unreadable ({why}); moved it to {dest}, {note}"
-        log.warning(line)
-        print(line, flush=True)
-    if rnd is None:
-        return None
-    labels = {int(k): np.asarray(v, np.float64) for k, v in meta["human_labels"].items()}
-    masks = np.asarray(arrays["masks"])
-    return LoopState(rnd, masks, meta["history"], labels, states, meta.get("prior"))
-
-
-def save_round(workdir, c, grid: Grid, ls: LoopState, ds: pools.Dataset):
-    meta = build.checkpoint_meta(
-        c,
-        strategy=c.strategy,
-        round=ls.round,
-        history=ls.history,
-        accuracy=ls.history[-1]["accuracy_all"],
-        human_labels={str(k): v.tolist() for k, v in ls.human_labels.items()},
-        num_pool=len(ds.pool),
-        alphas=list(grid.alphas),
-        prior=ls.prior,
-    )
-    checkpoint.save(workdir, ls.round, ls.states, {"masks": ls.masks}, meta)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -169,7 +110,7 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
         "run: %s, %d pool / %d test, %d runs", c.dataset, len(ds.pool), len(ds.test), grid.num_runs
     )
     template = trainer.init_states(grid.keys(INIT, 0), ds.pool.inputs.shape[1:])
-    ls = try_resume(workdir, template, len(ds.pool))
+    ls = round_state.try_resume(workdir, template, len(ds.pool))
     if ls is None:
         labels = {}
         if room.is_room(c):  # no ground truth: the user labels the initial set too
@@ -311,7 +252,7 @@ def _select(ctx: _Context, ls: LoopState) -> LoopState:
         c.budget,
         ctx.grid.keys(SELECT, ls.round),
         with_scores=True,
-        past=past_order(ls.history[:-1], ls.masks.shape),
+        past=round_state.past_order(ls.history[:-1], ls.masks.shape),
     )
     sel = np.asarray(sel)
     _check_selection(sel, ls.masks, c.budget)
@@ -333,40 +274,8 @@ def _select(ctx: _Context, ls: LoopState) -> LoopState:
     return dataclasses.replace(ls, masks=masks, history=history, human_labels=labels)
 
 
-def past_order(history: list, shape) -> np.ndarray:
-    """[R, N] int32: the order in which the recorded rounds' selections picked each pool image
-    (0, 1, ... across rounds; -1 for images never selected, such as the initial set)."""
-    order = np.full(shape, -1, np.int32)
-    done = np.zeros(shape[0], np.int32)
-    for rec in history:
-        for r, picks in enumerate(rec.get("selected") or []):
-            order[r, picks] = done[r] + np.arange(len(picks))
-            done[r] += len(picks)
-    return order
-
-
 def _save(ctx: _Context, ls: LoopState):
-    with _sigint_deferred():
-        save_round(ctx.workdir, ctx.c, ctx.grid, ls, ctx.ds)  # orbax: every process takes part
-        if jax.process_index() == 0:  # the other hosts hold the same numbers
-            results.write(ctx.workdir, ctx.c, ctx.grid, ls.history, ls.prior)
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Ctrl-C during a save takes effect once the round is completely written (orbax's
-    background threads and the results files are never cut off half-way)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
+    round_state.save(ctx.workdir, ctx.c, ctx.grid, ls, ctx.ds)
 
 
 def _round_summary(record: dict) -> str:

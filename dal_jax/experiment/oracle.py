@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-from dal_jax.data import pools
+from dal_jax.data import pools, target_maps
 
 
 def pool_ground_truth(ds: pools.Dataset, human_labels: dict):
@@ -34,7 +34,7 @@ def apply_human_labels(targets, labels: dict, size: int):
     """targets [N, S, S, 4] (jax) with the GG-CNN targets of the human-labelled images
     replaced by targets drawn from their rectangles."""
     for i, rects in labels.items():
-        new = pools.make_targets(rects, None, (size, size)).astype(targets.dtype)
+        new = target_maps.make_targets(rects, None, (size, size)).astype(targets.dtype)
         targets = targets.at[i].set(new)
     return targets
 

@@ -68,7 +68,7 @@ def convert(state_dict_path, out_dir) -> dict:
         obj = obj.state_dict()
     params = params_from_state_dict({k: v.detach().cpu().numpy() for k, v in obj.items()})
     in_channels = params["encoder"]["conv1"]["kernel"].shape[2]
-    trainer = train.Trainer(train.TrainConfig(in_channels=in_channels))
+    trainer = train.Trainer(train.TrainConfig.reference(in_channels=in_channels))
     import jax
 
     state = trainer.init_states([jax.random.key(0)], (300, 300, in_channels))

@@ -206,10 +206,11 @@ def pooled(f3):
 class Discriminator(nn.Module):
     """DAL's discriminator: pooled bottleneck [B, 2C] -> logit [B] of P(x is labelled).
 
-    With C = 8 and hidden = (64, 16): 16*64+64 + 64*16+16 + 16+1 = 2,145 parameters.
+    With C = 8 and the paper's hidden = (64, 16) (`dal_jax.strategies.dal.HIDDEN`):
+    16*64+64 + 64*16+16 + 16+1 = 2,145 parameters.
     """
 
-    hidden: tuple[int, ...] = (64, 16)
+    hidden: tuple[int, ...]
 
     @nn.compact
     def __call__(self, z):

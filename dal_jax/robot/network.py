@@ -36,16 +36,6 @@ def run_network(params, x, top_k: int, with_maps: bool = False, input_scale: flo
     q = postprocess.gaussian_blur(preds[..., 0], postprocess.Q_SIGMA, np.float32)
     d = postprocess.peak_distance(min(q.shape))
     rows, cols, valid = postprocess.top_peaks(q, postprocess.peak_mask(q, d), top_k, d)
-    ang_map = postprocess.angle_map(preds)
-    wid_map = postprocess.width_map(preds)
-
-    def at_peak(r, c):
-        return (
-            postprocess.blur_at(ang_map, r, c, postprocess.ANGLE_SIGMA, np.float32),
-            postprocess.blur_at(wid_map, r, c, postprocess.WIDTH_SIGMA, np.float32),
-            q[r, c],
-        )
-
-    angle, opening, quality = jax.vmap(at_peak)(rows, cols)
+    angle, opening, quality = postprocess.values_at(preds, rows, cols, np.float32)
     out = (rows, cols, angle, opening, quality, valid)
     return out + (preds,) if with_maps else out

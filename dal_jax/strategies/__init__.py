@@ -23,18 +23,14 @@ from dal_jax.strategies.ll import LearningLoss
 from dal_jax.strategies.rs import Random
 from dal_jax.strategies.vaal import VAAL, VAALPlugin
 
-NAMES = ("rs", "gd", "cs", "ll", "vaal", "dal")
-CONTROLS = ("kinds",)
-ALL = NAMES + CONTROLS
+# The registry, in the paper's order: a new strategy is a `Strategy` subclass added here (its
+# ``name`` is its registry name; ``control = True`` marks a control).
 _CLASSES = {
-    "rs": Random,
-    "gd": GraphDensity,
-    "cs": CoreSet,
-    "ll": LearningLoss,
-    "vaal": VAAL,
-    "dal": DAL,
-    "kinds": KindBalance,
+    cls.name: cls for cls in (Random, GraphDensity, CoreSet, LearningLoss, VAAL, DAL, KindBalance)
 }
+NAMES = tuple(n for n, cls in _CLASSES.items() if not cls.control)
+CONTROLS = tuple(n for n, cls in _CLASSES.items() if cls.control)
+ALL = NAMES + CONTROLS
 
 
 def is_control(name: str) -> bool:

@@ -114,6 +114,9 @@ class Strategy:
     """
 
     name: str = "base"
+    # True: a control (selection from ground truth no real strategy may know), never counted
+    # among the strategies (`dal_jax.strategies.CONTROLS`).
+    control: bool = False
     # True: ``choose`` also takes ``past`` [N] int32, the order in which this run's earlier
     # rounds picked each pool image (0, 1, ...; -1 = never picked by the strategy), for a
     # strategy whose state carries over between rounds (graph density's reductions).

@@ -17,6 +17,10 @@ from dal_jax.model import models
 from dal_jax.strategies import base
 from dal_jax.training import plugin
 
+#: The paper's discriminator, the one place its defaults are written: the MLP's hidden widths,
+#: and SGD's learning rate and momentum.
+HIDDEN, LR, MOMENTUM = (64, 16), 1e-2, 0.9
+
 
 class Discriminator(plugin.Plugin):
     """DAL's discriminator on the pooled bottleneck: P(x is labelled).
@@ -31,7 +35,7 @@ class Discriminator(plugin.Plugin):
     needs_unlabelled = True
     needs_unlabelled_features = True
 
-    def __init__(self, hidden=(64, 16), lr=1e-2, momentum=0.9):
+    def __init__(self, hidden=HIDDEN, lr=LR, momentum=MOMENTUM):
         self.module = models.Discriminator(tuple(hidden))
         self.lr, self.momentum = float(lr), float(momentum)
 
@@ -80,9 +84,9 @@ class DAL(base.Strategy):
 
     def __init__(
         self,
-        disc_hidden: tuple[int, ...] = (64, 16),
-        disc_lr: float = 1e-2,
-        disc_momentum: float = 0.9,
+        disc_hidden: tuple[int, ...] = HIDDEN,
+        disc_lr: float = LR,
+        disc_momentum: float = MOMENTUM,
         pool_batch: int = 16,
     ):
         super().__init__(pool_batch)

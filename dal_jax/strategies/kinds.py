@@ -54,6 +54,7 @@ class KindBalance(base.Strategy):
     """
 
     name = "kinds"
+    control = True
 
     def __init__(self, pool_batch: int = 16):
         super().__init__(pool_batch)

@@ -9,6 +9,7 @@ tests use (< 1 minute; synthetic unless ``--dataset`` names another).
 import ml_collections
 
 from dal_jax import strategies
+from dal_jax.training.train import RECIPE, TrainConfig
 
 # The fields a dataset's experiment file sets: the paper's protocol for that dataset.
 PROTOCOL_FIELDS = (
@@ -60,7 +61,7 @@ def base() -> ml_collections.ConfigDict:
     c.image_size = ml_collections.FieldReference(None, field_type=int)  # None: protocol
     c.channels = "depth"  # depth | rgbd
 
-    c.strategy = "dal"  # rs | gd | cs | ll | vaal | dal
+    c.strategy = "dal"  # one of dal_jax.strategies.NAMES (or a control of CONTROLS)
     # Each strategy's own settings (e.g. --config.strategies.dal.disc_lr=0.02); a run records
     # only its own strategy's section.
     c.strategies = ml_collections.ConfigDict({n: strategies.defaults(n) for n in strategies.ALL})
@@ -79,16 +80,10 @@ def base() -> ml_collections.ConfigDict:
     c.steps_per_round = ml_collections.FieldReference(None, field_type=int)
     c.batch_size = 8
     c.lr = ml_collections.FieldReference(None, field_type=float)  # Adam; None: protocol
-    # The training recipe (dal_jax.training.train.TrainConfig documents each field; BUILD.md "Training
-    # recipe" has the measurements behind the values).
-    c.input_scale = 10.0
-    c.init = "xavier_zero"
-    c.pos_weight = 20.0
-    c.weight_heads = "masked"
-    c.warmup = 0.0
-    c.lr_final = 1.0
-    c.augment = True
-    c.zoom_min = 1.0
+    # The training recipe: TrainConfig's defaults, the one place its values are set (the
+    # results record has the measurements behind them).
+    for name in RECIPE:
+        c[name] = getattr(TrainConfig, name)
     # Steps per round = steps_per_round + steps_per_label * labelled images (None: protocol).
     c.steps_per_label = ml_collections.FieldReference(None, field_type=float)
     # Which weights a round reports (dal_jax.training.fit): a validation split of val_fraction of the

@@ -1,0 +1,116 @@
+"""What a finished round of Algorithm 1 leaves for the next, and how it is saved and resumed.
+
+`LoopState` is returned, never edited in place, by every round step of `dal_jax.experiment.loop`.
+After every round `save` writes it (orbax, `dal_jax.model.checkpoint`) with the outputs
+(`dal_jax.experiment.results`), and `try_resume` reads the newest readable round back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import pathlib
+import signal
+import threading
+
+import jax
+import numpy as np
+
+from dal_jax.data import pools
+from dal_jax.experiment import build, results
+from dal_jax.model import checkpoint
+from dal_jax.training import train
+from dal_jax.training.runs import Grid
+
+log = logging.getLogger("dal_jax")
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What a finished round leaves for the next: masks [R, N], the per-round records, human
+    labels by pool index, the networks (TrainState [R, ...]) and, with ``--init_from``, the
+    prior model's record (round -1)."""
+
+    round: int
+    masks: np.ndarray
+    history: list
+    human_labels: dict
+    states: train.TrainState | None
+    prior: dict | None = None
+
+
+def try_resume(workdir: pathlib.Path, template: train.TrainState, num_pool: int):
+    """The state after the newest readable round in ``workdir``, or None for a fresh start.
+
+    A round that cannot be read (truncated or corrupt files) is moved aside into
+    ``checkpoints.unreadable/`` (never deleted), with one line saying so, and the round
+    before it is used. The config was checked by `check_workdir`.
+    """
+    masks_t = {"masks": np.zeros((template.step.shape[0], num_pool), bool)}
+    rnd, states, arrays, meta, skipped = checkpoint.restore_readable(
+        workdir, state=template, arrays=masks_t
+    )
+    note = f"resuming from round {rnd}" if rnd is not None else "starting from round 0"
+    for bad, why in skipped if jax.process_index() == 0 else ():  # process 0 moves them
+        dest = checkpoint.move_aside(workdir, bad)
+        line = f"checkpoint of round {bad} is unreadable ({why}); moved it to {dest}, {note}"
+        log.warning(line)
+        print(line, flush=True)
+    if rnd is None:
+        return None
+    labels = {int(k): np.asarray(v, np.float64) for k, v in meta["human_labels"].items()}
+    masks = np.asarray(arrays["masks"])
+    return LoopState(rnd, masks, meta["history"], labels, states, meta.get("prior"))
+
+
+def save_round(workdir, c, grid: Grid, ls: LoopState, ds: pools.Dataset):
+    meta = build.checkpoint_meta(
+        c,
+        strategy=c.strategy,
+        round=ls.round,
+        history=ls.history,
+        accuracy=ls.history[-1]["accuracy_all"],
+        human_labels={str(k): v.tolist() for k, v in ls.human_labels.items()},
+        num_pool=len(ds.pool),
+        alphas=list(grid.alphas),
+        prior=ls.prior,
+    )
+    checkpoint.save(workdir, ls.round, ls.states, {"masks": ls.masks}, meta)
+
+
+def save(workdir: pathlib.Path, c, grid: Grid, ls: LoopState, ds: pools.Dataset) -> None:
+    """The round's checkpoint and the outputs, written whole even if Ctrl-C comes meanwhile."""
+    with _sigint_deferred():
+        save_round(workdir, c, grid, ls, ds)  # orbax: every process takes part
+        if jax.process_index() == 0:  # the other hosts hold the same numbers
+            results.write(workdir, c, grid, ls.history, ls.prior)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Ctrl-C during a save takes effect once the round is completely written (orbax's
+    background threads and the results files are never cut off half-way)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def past_order(history: list, shape) -> np.ndarray:
+    """[R, N] int32: the order in which the recorded rounds' selections picked each pool image
+    (0, 1, ... across rounds; -1 for images never selected, such as the initial set)."""
+    order = np.full(shape, -1, np.int32)
+    done = np.zeros(shape[0], np.int32)
+    for rec in history:
+        for r, picks in enumerate(rec.get("selected") or []):
+            order[r, picks] = done[r] + np.arange(len(picks))
+            done[r] += len(picks)
+    return order
