@@ -107,3 +107,18 @@ def test_the_upper_bound_is_drawn_only_for_the_same_data_variant(tmp_path):
     del res["data_variant"]  # written before the variant was recorded: cannot be matched
     (sup / "results.json").write_text(json.dumps(res))
     assert results.upper_bound(study, uniform) == {}
+
+
+def test_supervised_steps_override_the_round_rule():
+    from types import SimpleNamespace
+
+    from dal_jax.experiment import supervised
+    from dal_jax.training import fit
+
+    ds = SimpleNamespace(pool=range(320), initial=None)
+    c = build.resolve(synthetic.get_config())  # warm-started rounds: the loop's steps in all
+    rule = supervised.supervised_steps(c, ds)
+    assert rule == supervised.loop_steps(c, ds) > fit.num_steps(c, 320)
+    fixed = synthetic.get_config()
+    fixed.supervised_steps = 1234
+    assert supervised.supervised_steps(build.resolve(fixed), ds) == 1234

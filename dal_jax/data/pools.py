@@ -2,7 +2,7 @@
 
 The prepared TFDS datasets (see the top-level ``datasets`` package, built with
 ``python -m datasets.prepare``) are read through ``as_data_source`` (array_record, random
-access; no TensorFlow).
+access; no TensorFlow). The target maps are drawn by `dal_jax.data.target_maps`.
 
 Array conventions (N examples, S x S images, G = most rectangles of any example):
 

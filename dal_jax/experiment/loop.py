@@ -179,6 +179,7 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
         states=states,
         on_chunk=lambda done: bar.update(base + done - bar.n),
     )
+    t1 = time.time()
     if jax.process_count() > 1:
         # Every host evaluates and selects identically; fit's kept params are host copies
         # of all runs already.
@@ -197,7 +198,8 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
         "model_choice": info.rule,
         "validation": [] if val is None else val.idx.tolist(),
         "diagnostics": diag,
-        "train_s": round(time.time() - t0, 2),
+        # Wall-clock seconds of the round's parts (selection is added by `_select`).
+        "seconds": {"train": round(t1 - t0, 3), "evaluate": round(time.time() - t1, 3)},
         "selected": [],
         "selected_score": None,
     }
@@ -243,7 +245,7 @@ def _log_divergence(grid: Grid, r: int, info: fit.FitInfo) -> None:
 def _select(ctx: _Context, ls: LoopState) -> LoopState:
     """Selects ``budget`` examples per run with the trained networks of round ls.round and has
     the oracle label them; returns the LoopState with the picks in its masks and last record."""
-    c = ctx.c
+    c, t0 = ctx.c, time.time()
     sel, scores = ctx.strategy.select(
         ctx.trainer,
         ls.states,
@@ -260,6 +262,7 @@ def _select(ctx: _Context, ls: LoopState) -> LoopState:
         **ls.history[-1],
         "selected": sel.tolist(),
         "selected_score": None if scores is None else np.asarray(scores).tolist(),
+        "seconds": {**ls.history[-1].get("seconds", {}), "select": round(time.time() - t0, 3)},
     }
     labels = ls.human_labels
     if c.oracle == "human":

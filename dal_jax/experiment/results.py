@@ -5,7 +5,8 @@ results.json (one per alpha; in ``alpha_<a>/`` when there is a grid)::
 
     {"strategy", "dataset", "alpha", "seeds",
      "rounds": [{"round", "labeled", "accuracy": [S], "collapsed": [S], "steps", "model_choice",
-                 "diagnostics": {name: [S]}, "selected": [S][k], "selected_score": [S][k] | None}]}
+                 "diagnostics": {name: [S]}, "selected": [S][k], "selected_score": [S][k] | None,
+                 "seconds": {"train", "evaluate", "select"} (wall clock, all runs together)}]}
 
 With ``--init_from`` the first entry is round -1: the prior model on the test set, before any
 label of this run. ``accuracy`` is null for a run that diverged before any finite weights were kept;
@@ -44,6 +45,7 @@ def for_group(c, grid: Grid, history: list, a: int, prior: dict | None = None) -
                 "diagnostics": {k: v[sl] for k, v in diag.items() if k != "collapsed"},
                 "selected": rec["selected"][sl] if rec["selected"] else [],
                 "selected_score": scores[sl] if scores else None,
+                "seconds": rec.get("seconds"),  # the round's train / evaluate / select time
             }
         )
     return {
@@ -141,6 +143,8 @@ def merge_trials(per_trial: list[dict]) -> dict:
             merged[key] = [v for p in parts for v in p[key]]
         scores = [p.get("selected_score") for p in parts]
         merged["selected_score"] = None if None in scores else [v for s in scores for v in s]
+        seconds = [p.get("seconds") or {} for p in parts]
+        merged["seconds"] = {k: sum(t.get(k, 0.0) for t in seconds) for k in seconds[0]} or None
         merged["diagnostics"] = {
             k: [v for p in parts for v in p["diagnostics"].get(k, [None])]
             for k in parts[0]["diagnostics"]

@@ -68,7 +68,7 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     trainer = build.trainer(c)
     grid, n = Grid((0.0,), c.seeds, c.seed), len(ds.pool)  # no discriminator: alpha unused
     masks = np.ones((grid.num_runs, n), bool)
-    steps = max(fit.num_steps(c, n), loop_steps(c, ds))
+    steps = supervised_steps(c, ds)
     bar = fit.progress_bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
     t0 = time.time()
     states, info, _, val = fit.train_runs(
@@ -87,6 +87,14 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     write_json(workdir / "results.json", res)
     print(f"wrote {workdir / 'results.json'} and the checkpoint in {workdir}", flush=True)
     return res
+
+
+def supervised_steps(c, ds) -> int:
+    """The supervised model's steps: ``c.supervised_steps`` when set, else a round's steps for
+    the whole pool, and never fewer than the loop's last model had in all (`loop_steps`)."""
+    if c.get("supervised_steps", 0) > 0:
+        return int(c.supervised_steps)
+    return max(fit.num_steps(c, len(ds.pool)), loop_steps(c, ds))
 
 
 def loop_steps(c, ds) -> int:

@@ -30,7 +30,12 @@ from dal_jax.training.runs import Grid
 LOCK_NAME = ".lock"
 # Config fields added after runs were first saved, with the value that does what runs did
 # before them: a saved config without the field is read with this value.
-ADDED_FIELDS = {"init_from": "", "split_from_seed": False, "test_size": 10}
+ADDED_FIELDS = {
+    "init_from": "",
+    "split_from_seed": False,
+    "test_size": 10,
+    "supervised_steps": 0,
+}
 # Config fields that may differ between a run and its resumption.
 RESUMABLE_FIELDS = (
     "rounds",

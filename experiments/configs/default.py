@@ -106,6 +106,9 @@ def base() -> ml_collections.ConfigDict:
     # hold-out test set before round 0.
     c.test_size = 10
 
+    # Steps of experiments.train's supervised model (0: a round's steps for the whole pool, and
+    # with warm-started rounds at least the loop's last model's steps in all).
+    c.supervised_steps = 0
     # experiments.train workdir drawn as the upper bound on curves.png ("": the sibling folder
     # <dataset>_supervised of the workdir, if it exists).
     c.upper_bound = ""
