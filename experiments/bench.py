@@ -5,6 +5,10 @@
     python -m experiments.bench --only=train --seeds=1,10 --size=300
     python -m experiments.bench --only=evaluate,select,detect
     python -m experiments.bench --only=strategy_train --size=96   # each strategy's step vs RS
+    python -m experiments.bench --only=round    # the default job's round: train/eval/select/host
+
+Training is timed with the recipe every experiment trains with (`TrainConfig`'s defaults: the
+fields of `dal_jax.training.train.RECIPE`, printed in each record), augmentation included.
 
 Timings are the median of repeated runs after compilation (compile time is reported
 separately). The machine is shared and noisy: compare ratios from one run, not absolute figures
@@ -22,7 +26,7 @@ import time
 
 from absl import app, flags
 
-BENCHES = ("train", "infer", "evaluate", "select", "detect", "strategy_train")
+BENCHES = ("train", "infer", "evaluate", "select", "detect", "strategy_train", "round")
 PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peer" / "torch_ggcnn.py"
 
 _ONLY = flags.DEFINE_list("only", ["train", "infer"], f"Benchmarks to run, from {BENCHES}.")
@@ -32,6 +36,9 @@ _SIZE = flags.DEFINE_integer("size", 300, "Image size (a multiple of 12).")
 _BATCH = flags.DEFINE_integer("batch", 8, "Batch size per seed.")
 _STEPS = flags.DEFINE_integer("steps", 4, "Timed training steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the median is reported).")
+_ROUNDS = flags.DEFINE_integer(
+    "round_rounds", 2, "With --only=round: rounds of the default job to run (it has 5)."
+)
 _FORM = flags.DEFINE_enum("seed_form", "auto", ["auto", "vmap", "unrolled"], "Seed batching form.")
 
 
@@ -83,6 +90,7 @@ def bench_train(seeds: int, size: int, batch: int, steps: int, repeats: int, for
         "batch": batch,
         "seeds": seeds,
         "seed_form": cfg.resolved_seed_form(),
+        "recipe": {name: getattr(cfg, name) for name in train.RECIPE},
         "params": params,
         "img_per_s": seeds * batch * steps / _median(times),
         "compile_s": round(compile_s, 2),
@@ -154,6 +162,11 @@ def main(argv):
         bench_strategy_training(
             min(int(v) for v in _SEEDS.value), size, batch, max(3, _STEPS.value), _REPEATS.value
         )
+    if "round" in only:
+        from experiments.bench_round import bench_round
+
+        for rec in bench_round(seeds=max(int(v) for v in _SEEDS.value), rounds=_ROUNDS.value):
+            emit(rec)
     if "detect" in only:
         from experiments.bench_inference import bench_inference
 

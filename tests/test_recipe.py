@@ -3,7 +3,7 @@
 The first build trained GG-CNN with the input in metres (range about -0.07..0.02), PyTorch's
 default biases (uniform in +-0.11, ten times the input's effect on conv1) and an unweighted
 loss on a quality map that is 98% zeros: "no grasp anywhere" was where most seeds ended. This
-test keeps that recipe as the reference the default must beat (BUILD.md "Training recipe").
+test keeps that recipe as the reference the default must beat (experiments/RESULTS.md "Training recipe measurements").
 """
 
 import dataclasses

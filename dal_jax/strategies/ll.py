@@ -10,8 +10,8 @@ the round's steps (the reference detaches the features after epoch 120 of 200).
 Margin: the reference's 1 (with weight 1) was set for classification losses; the margin fixes
 the scale the module's predictions must separate pairs by, and so how hard the ranking term
 pulls on the shared encoder. Measured with this project's recipe (``python -m
-experiments.ll_scale``, BUILD.md "Baselines"): GG-CNN's per-sample losses are 0.7-1.9 with
-pair gaps of about 0.45, and with margin 1 the ranking term's gradient on the encoder was 1.1-3.2
+experiments.ll_scale``, experiments/RESULTS.md "Baseline calibration"): GG-CNN's per-sample
+losses are 0.7-1.9 with pair gaps of about 0.45, and with margin 1 the ranking term's gradient on the encoder was 1.1-3.2
 times the grasp loss's over a round; with 0.1 it is 0.3-1.4 times (median 0.5), so the grasp
 loss, not the ranking, leads the shared encoder.
 

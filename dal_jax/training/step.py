@@ -35,8 +35,8 @@ class TrainConfig:
     chunk_steps: int = 24  # NaN/Inf is checked on the host every chunk_steps steps
     steps_per_call: int = 3  # steps written out in one compiled program
     # The recipe every experiment trains with (the fields of `RECIPE`; experiments/configs/
-    # default.py takes its values from here, and the benchmarks time it). The measurements
-    # behind each value are in the results record (experiments/RESULTS.md, "Training recipe").
+    # default.py takes its values from here, and the benchmarks time it). Reasons: BUILD.md
+    # "Training recipe"; measurements: experiments/RESULTS.md "Training recipe measurements".
     input_scale: float = 10.0  # multiplies the network input (part of the model)
     init: str = "xavier_zero"  # torch | xavier_zero | he (models._conv_params)
     pos_weight: float = 20.0  # weight of grasp pixels (pos = 1) in the loss

@@ -79,8 +79,9 @@ def shared(c):
     # the time: a six-strategy, 10-seed study costs about 7.5 x random sampling's training,
     # plus the controls' 3 x the last round's steps (here 1.0 x RS); at 96 px 10 seeds train
     # about 1.8 steps/s on a 2-core CPU, so 3 x 336 steps a seed is about 560 s of RS and
-    # (7.5 + 1.0) x 560 s = 79 minutes of training (with BUILD.md's measured 8.3 x for the six
-    # strategies, 87), under the 90-minute target. Four rounds at this budget would take about 103.
+    # (7.5 + 1.0) x 560 s = 79 minutes of training (with the 8.3 x measured for the six
+    # strategies on the synthetic set, 87), under the 90-minute target. Four rounds at this
+    # budget would take about 103.
     c.initial = 8
     c.budget = 16
     c.rounds = 3
@@ -96,7 +97,7 @@ def shared(c):
     c.val_fraction = 0.0
     c.val_min = 0
     # input_scale 10, pos_weight 20, masked heads, symmetries: the recipe of every protocol
-    # (BUILD.md "Training recipe"), not re-tuned here.
+    # (experiments/RESULTS.md "Training recipe measurements"), not re-tuned here.
     return c
 
 

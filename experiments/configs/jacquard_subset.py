@@ -11,8 +11,8 @@ selection still picks 100 of 200.
 Steps grow with the labelled set: 500 + 2 per labelled image (1100 in round 0, 2700 in the
 last), so a model on a few frames trains in minutes on a CPU (on the 20 shared sample views
 the former 2000 steps took 20 minutes, and 500 steps already found grasps on unseen objects;
-BUILD.md "Training recipe"). Each round trains from scratch, with Adam at 1e-3 and a 10%
-validation split once 50 images are labelled.
+experiments/RESULTS.md "Training recipe measurements"). Each round trains from scratch, with
+Adam at 1e-3 and a 10% validation split once 50 images are labelled.
 
 Variants: ':smoke' (tiny, for tests), ':stereo' (Jacquard's stereo depth).
 """

@@ -8,7 +8,7 @@ prisms, bars, big boxes, plates, rings held by the rim, L-shapes held by an arm)
 test scenes keep every kind alike. 400 scenes (320 pool / 80 test); 5 labelled initially, +20
 per round, 5 rounds (5 ... 85 labelled).
 
-Why these numbers (BUILD.md "Label-sensitive protocols" has the measurements):
+Why these numbers (experiments/RESULTS.md "Label-sensitive protocols" has the measurements):
 * One object per scene: the rectangle metric scores one grasp per image, so in a cluttered
   scene a network that grasps the easiest object is right; with one object, every test image
   asks for its own kind's rule, and labels of the kinds a network has not seen matter.

@@ -1,0 +1,42 @@
+"""The benchmarks time what the experiments run (their numbers are checked by running
+``python -m experiments.bench``, never by timed tests)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from dal_jax.training import train
+from experiments.bench_round import _shares
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_round_shares_add_up_and_host_is_the_rest_of_the_wall_time():
+    rec = _shares({"train": 6.0, "evaluate": 1.0, "select": 1.0}, 10.0, "dal", 10, "all")
+    assert rec["seconds"] == {"train": 6.0, "evaluate": 1.0, "select": 1.0, "host": 2.0}
+    assert rec["share"] == {"train": 0.6, "evaluate": 0.1, "select": 0.1, "host": 0.2}
+    last = _shares({"train": 3.0, "evaluate": 1.0}, None, "dal", 10, 4)  # no selection
+    assert last["share"] == {"train": 0.75, "evaluate": 0.25, "select": 0.0}
+
+
+@pytest.mark.slow
+def test_the_training_benchmark_times_the_experiments_recipe():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "experiments.bench", "--only=train", "--seeds=1", "--size=48"]
+    out = subprocess.run(
+        [*cmd, "--steps=3", "--repeats=1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rec = next(json.loads(ln) for ln in out.stdout.splitlines() if '"bench": "train"' in ln)
+    assert rec["recipe"] == {name: getattr(train.TrainConfig, name) for name in train.RECIPE}
+    assert rec["recipe"]["augment"] and rec["recipe"]["input_scale"] == 10.0
+    assert rec["img_per_s"] > 0
