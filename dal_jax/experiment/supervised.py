@@ -79,6 +79,8 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     acc = diag.pop("accuracy")
     res = results(c, acc, diag, steps, n, time.time() - t0)
     res["model_choice"] = info.rule
+    if info.rule == "validation":  # the kept chunk's accuracy on the held-out pool images
+        res["validation_accuracy"] = np.asarray(info.score, np.float64).tolist()
     meta = build.checkpoint_meta(c, kind=KIND, strategy=None, accuracy=acc, num_pool=n)
     train_masks = masks.copy()
     if val is not None:
