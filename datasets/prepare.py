@@ -10,13 +10,22 @@ fields (e.g. ``--set seed=3``, ``--set num_scenes=40 --set crop_size=48``). The 
 examples per split, rectangles per split, and every skipped file, scene or rectangle with the
 reason. Bad input (an unknown --config or --set field, a value that cannot work, a split left
 without any readable scene, a missing manual folder) prints one ``error: ...`` line, exit code 2.
+
+A dataset already prepared in --data_dir is reused, except a ``frames`` dataset whose folder
+changed since: given --manual_dir, frames added, removed or rewritten there (or another folder
+than the one it was made from) rebuild it, which one line says before the build. The dataset
+prepared before stays until the new one is complete (it is kept when the rebuild fails); the
+folder itself is only read.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
+import pathlib
+import shutil
 import sys
 
 import tensorflow_datasets as tfds
@@ -81,12 +90,67 @@ def _overrides(dataset: str, items: list[str]) -> dict:
     return out
 
 
+def changed_since_prepared(dataset: str, builder, manual_dir) -> str | None:
+    """Why the dataset prepared for ``builder`` no longer matches ``manual_dir`` (one line), or
+    None: only a ``frames`` dataset is compared with its folder (a recording grows; the
+    downloads of the other datasets do not change)."""
+    if dataset != "frames" or manual_dir is None:
+        return None
+    from datasets.frames import frames_dataset_builder as frames
+
+    return frames.changed_since_prepared(builder, manual_dir)
+
+
+@contextlib.contextmanager
+def set_aside(prepared: pathlib.Path):
+    """Moves a prepared dataset folder aside while the block rebuilds it: removed when the
+    block succeeds, put back when it fails (a rebuild must not lose the only copy)."""
+    aside = prepared.with_name(f".{prepared.name}.previous")
+    shutil.rmtree(aside, ignore_errors=True)  # left by a rebuild that was killed
+    prepared.rename(aside)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(prepared, ignore_errors=True)
+        aside.rename(prepared)
+        raise
+    shutil.rmtree(aside)
+
+
+def prepare(builder, args, overrides: dict):
+    """The prepared builder: ``builder`` built now unless prepared before and still current (a
+    stale ``frames`` dataset is rebuilt, saying so in one line)."""
+    dl_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
+    why = changed_since_prepared(args.dataset, builder, args.manual_dir)
+    if why is None:
+        builder.download_and_prepare(download_config=dl_config)  # tfds draws progress bars
+        return builder
+    print(f"{args.dataset}: {why}; rebuilding it", flush=True)
+    try:
+        with set_aside(pathlib.Path(builder.data_dir)):
+            # A new builder: nothing of the old dataset's info (read at construction) carries on.
+            builder = grasp_datasets.make_builder(
+                args.dataset, args.data_dir, args.config, **overrides
+            )
+            builder.download_and_prepare(download_config=dl_config)
+    except (FileNotFoundError, common.PrepareError) as e:
+        raise type(e)(f"{e}; the dataset prepared before is kept") from e
+    return builder
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m datasets.prepare", description=__doc__.split("\n")[0]
+        prog="python -m datasets.prepare",
+        description=__doc__.split("\n")[0],
+        epilog=__doc__[__doc__.index("A dataset already prepared") :],
     )
     p.add_argument("--dataset", required=True, choices=grasp_datasets.NAMES)
-    p.add_argument("--manual_dir", default=None, help="folder with the downloaded raw data")
+    p.add_argument(
+        "--manual_dir",
+        default=None,
+        help="folder with the downloaded raw data (frames: the folder of depth frames; a "
+        "prepared frames dataset is rebuilt when this folder's frames changed since)",
+    )
     p.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS' own)")
     p.add_argument("--config", default=None, help="builder config name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -99,9 +163,8 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    dl_config = tfds.download.DownloadConfig(manual_dir=args.manual_dir)
     try:
-        builder.download_and_prepare(download_config=dl_config)  # tfds draws progress bars
+        builder = prepare(builder, args, overrides)
     except (FileNotFoundError, common.PrepareError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -138,6 +138,14 @@ def main(argv):
     unknown = only - set(BENCHES)
     if unknown:
         raise app.UsageError(f"unknown benchmark(s) {sorted(unknown)}; valid: {BENCHES}")
+    frame = None
+    if "detect" in only:
+        from experiments.bench_inference import cornell_frame
+
+        try:  # checked before the other benchmarks run
+            frame = cornell_frame()  # $DAL_JAX_SAMPLE_DATA's Cornell frame, else synthetic
+        except ValueError as e:
+            raise app.UsageError(str(e)) from e
     size, batch = _SIZE.value, _BATCH.value
     results = {}
     if "train" in only:
@@ -170,7 +178,8 @@ def main(argv):
     if "detect" in only:
         from experiments.bench_inference import bench_inference
 
-        for rec in bench_inference():
+        peer = PEER if _PEER.value and PEER.exists() else None  # bench_peer says when absent
+        for rec in bench_inference(frame=frame, peer=peer):
             emit(rec)
     _summarise(results, size, batch)
 

@@ -2,44 +2,61 @@
 
 Times ``detect`` on a 640x480 depth frame, pre- and post-processing included (crop, inpainting
 of the holes, normalisation, GG-CNN, blur, peaks, mapping back), against the 15 ms median
-target; and, when PyTorch is importable, the PyTorch peer's single-image GG-CNN forward
-(/work/shared/peer/torch_ggcnn.py, network only) measured in the same run.
+target; and, given the PyTorch peer's file (``--peer=FILE``, a ``GGCNN`` module) and torch, the
+peer's single-image GG-CNN forward (network only) measured in the same run.
 
-The frame is the real Cornell depth frame ../shared/data/cornell/pcd0100d.tiff when present,
-else a synthetic table scene, with ~5% of the pixels turned into Kinect-like holes (3x3 blobs)
-so that inpainting is paid as on a real camera. Random-init weights: the time does not depend
-on the values.
+The frame is the real Cornell depth frame ``cornell/pcd0100d.tiff`` of the sample-data folder
+(``--sample_data=DIR``, else $DAL_JAX_SAMPLE_DATA; `dal_jax.data.sample_data`), else a synthetic
+table scene, with ~5% of the pixels turned into Kinect-like holes (3x3 blobs) so that
+inpainting is paid as on a real camera. Random-init weights: the time does not depend on the
+values.
 
-Run: ``python -m experiments.bench_inference`` (prints one JSON line per result).
+Run: ``python -m experiments.bench_inference [--sample_data=DIR] [--peer=FILE]`` (prints one
+JSON line per result).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import pathlib
+import sys
 import time
 
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from dal_jax.data import sample_data
+
+CORNELL_FRAME = pathlib.Path("cornell") / "pcd0100d.tiff"
 
 
-def _frame(rng) -> tuple[np.ndarray, str]:
-    """A [480, 640] float32 depth frame in metres with holes, and where it came from."""
+def cornell_frame(given=None) -> pathlib.Path | None:
+    """The real Cornell frame of the sample-data folder (`sample_data.folder` of ``given``),
+    or None when no folder is given (the bench then makes a synthetic frame). ValueError naming
+    the flag or the variable when the folder given lacks the frame."""
+    if sample_data.folder(given) is None:
+        return None
+    path = sample_data.require(given, str(CORNELL_FRAME)) / CORNELL_FRAME
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist: the sample-data folder has no Cornell frame")
+    return path
+
+
+def _frame(rng, path: pathlib.Path | None) -> tuple[np.ndarray, str]:
+    """A [480, 640] float32 depth frame in metres with holes (the Cornell frame at ``path``,
+    else a synthetic one), and where it came from."""
     import cv2
 
     from dal_jax.data import preprocess
 
-    path = SHARED / "data" / "cornell" / "pcd0100d.tiff"
-    if path.is_file():
-        depth, source = preprocess.read_tiff(path), "cornell/pcd0100d.tiff"
+    if path is not None:
+        depth, source = preprocess.read_tiff(path), str(CORNELL_FRAME)
     else:
         depth = np.full((480, 640), 0.8, np.float32)
         depth[200:280, 280:360] = 0.72
         depth += rng.normal(0, 0.002, depth.shape).astype(np.float32)
-        source = "synthetic"
+        source = f"synthetic (no {sample_data.FLAG} or {sample_data.ENV})"
     seeds = (rng.random(depth.shape) < 0.006).astype(np.uint8)
     holes = cv2.dilate(seeds, np.ones((3, 3), np.uint8)) > 0
     depth = depth.copy()
@@ -60,8 +77,9 @@ def _timed(fn, reps: int, warmup: int = 3) -> tuple[float, float]:
     return round(float(np.median(t)), 2), round(float(np.percentile(t, 90)), 2)
 
 
-def bench_detect(reps: int = 50) -> dict:
-    """Median / p90 of ``GraspDetector.detect`` on a 640x480 frame (after warm-up)."""
+def bench_detect(reps: int = 50, frame: pathlib.Path | None = None) -> dict:
+    """Median / p90 of ``GraspDetector.detect`` on a 640x480 frame (after warm-up): the depth
+    file ``frame`` (see `_frame`) or a synthetic one."""
     import jax
     import jax.numpy as jnp
 
@@ -69,7 +87,7 @@ def bench_detect(reps: int = 50) -> dict:
     from dal_jax.model import models
 
     rng = np.random.default_rng(0)
-    depth, source = _frame(rng)
+    depth, source = _frame(rng, frame)
     params = models.GGCNN().init(jax.random.key(0), jnp.zeros((1, 300, 300, 1)))["params"]
     t0 = time.perf_counter()
     det = robot.GraspDetector(params, image_size=300)
@@ -88,11 +106,10 @@ def bench_detect(reps: int = 50) -> dict:
     }
 
 
-def bench_torch_forward(reps: int = 50, threads: int = 2) -> dict | None:
-    """Median single-image forward of the PyTorch peer at 300x300 (network only), or None
-    when torch or the peer file is unavailable."""
-    peer = SHARED / "peer" / "torch_ggcnn.py"
-    if importlib.util.find_spec("torch") is None or not peer.is_file():
+def bench_torch_forward(peer, reps: int = 50, threads: int = 2) -> dict | None:
+    """Median single-image forward of the PyTorch peer file ``peer`` at 300x300 (network
+    only), or None without a file or torch."""
+    if peer is None or importlib.util.find_spec("torch") is None:
         return None
     import torch
 
@@ -125,11 +142,12 @@ def _load() -> float | None:
         return None
 
 
-def bench_inference(reps: int = 50) -> list[dict]:
-    """The JAX detect timing and (when torch is importable) the PyTorch peer's forward, in the
+def bench_inference(reps: int = 50, frame=None, peer=None) -> list[dict]:
+    """The JAX detect timing (on the depth file ``frame``, e.g. `cornell_frame`, else a
+    synthetic frame) and, given the ``peer`` file and torch, the PyTorch peer's forward, in the
     same process, each tagged with the 1-minute load average (other users share the cores)."""
-    out = [bench_detect(reps)]
-    torch_row = bench_torch_forward(reps)
+    out = [bench_detect(reps, frame)]
+    torch_row = bench_torch_forward(peer, reps)
     if torch_row is not None:
         out.append(torch_row)
     for row in out:
@@ -137,6 +155,30 @@ def bench_inference(reps: int = 50) -> list[dict]:
     return out
 
 
-if __name__ == "__main__":
-    for row in bench_inference():
+def main(argv=None) -> int:
+    """Prints one JSON line per result; 2 with one ``error:`` line for a sample-data folder
+    without the Cornell frame or a missing --peer file."""
+    p = argparse.ArgumentParser(prog="python -m experiments.bench_inference")
+    p.add_argument(
+        sample_data.FLAG,
+        default=None,
+        help=f"sample-data folder holding {CORNELL_FRAME} (default: ${sample_data.ENV}; "
+        "without either, a synthetic frame)",
+    )
+    p.add_argument("--peer", default=None, help="the PyTorch peer's file (a GGCNN module)")
+    p.add_argument("--reps", type=int, default=50, help="timed calls per measurement")
+    args = p.parse_args(argv)
+    try:
+        frame = cornell_frame(args.sample_data)
+        if args.peer and not pathlib.Path(args.peer).is_file():
+            raise ValueError(f"--peer={args.peer}: no such file")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for row in bench_inference(args.reps, frame, args.peer):
         print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

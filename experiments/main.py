@@ -19,20 +19,14 @@ numbers. Flags below override the config's fields; --config.FIELD=VALUE override
 
 from __future__ import annotations
 
-import pathlib
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from experiments import cli, configs
 
-# Found from any working directory (a --config path is relative to the working directory).
-_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "default.py"
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    str(_DEFAULT_CONFIG),
-    "Config file, optionally with a variant: experiments/configs/cornell.py:smoke.",
+_CONFIG = cli.define_config(
+    "Config file, optionally with a variant: experiments/configs/cornell.py:smoke."
 )
 _STRATEGY = flags.DEFINE_string("strategy", None, "rs | gd | cs | ll | vaal | dal")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (trials) run together.")
@@ -107,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

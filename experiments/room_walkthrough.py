@@ -1,10 +1,11 @@
-"""A measured walk-through of "teach the robot a new room" on the shared real Jacquard frames.
+"""A measured walk-through of "teach the robot a new room" on the real Jacquard sample frames.
 
-    python -m experiments.room_walkthrough --shared=../shared/data --out=runs/room_walkthrough
+    python -m experiments.room_walkthrough --sample_data=DIR --out=runs/room_walkthrough
     python -m experiments.room_walkthrough ... --prior   # every round from the original GG-CNN
 
 Runs the four commands of the README's "Teach the robot a new room" on the 20 Jacquard views
-of ``--shared`` (4 objects x 5 views, 1024 x 1024 depth): records them as a camera would
+of the sample-data folder (``--sample_data``, else $DAL_JAX_SAMPLE_DATA; its ``jacquard/``: 4
+objects x 5 views, 1024 x 1024 depth): records them as a camera would
 (``dal_jax.robot --record``), prepares the ``frames`` dataset at 300 px, runs ``experiments.main
 --dataset=frames --strategy=dal`` and plays the person at the annotation page in headless
 Chromium, drawing on every frame served up to ``--grasps_per_frame`` of the frame's Jacquard
@@ -37,7 +38,7 @@ import time
 import numpy as np
 
 from dal_jax.annotate import folder, labels
-from dal_jax.data import grasp
+from dal_jax.data import grasp, sample_data
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 300  # the frames config's crop side
@@ -170,7 +171,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--shared", default="../shared/data", help="folder with jacquard/, weights/")
+    p.add_argument(
+        sample_data.FLAG,
+        default=None,
+        help=f"sample-data folder with jacquard/ (and weights/ for --prior); default: "
+        f"${sample_data.ENV}",
+    )
     p.add_argument("--out", default="runs/room_walkthrough", help="output folder (must not exist)")
     p.add_argument(
         "--prior",
@@ -227,11 +233,16 @@ def holdout_accuracy(out: pathlib.Path, run: pathlib.Path, source_of: dict) -> d
 
 def main(argv=None):
     a = parse_args(argv)
+    try:  # before anything else: without the frames there is nothing to walk through
+        shared = sample_data.require(a.sample_data, "jacquard/ and, for --prior, weights/")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     from playwright.sync_api import sync_playwright
 
     from dal_jax.robot import cli as robot_cli
 
-    shared, out = pathlib.Path(a.shared), pathlib.Path(a.out).resolve()
+    out = pathlib.Path(a.out).resolve()
     if out.exists():
         raise SystemExit(f"--out={out} exists; give a new folder (nothing is overwritten)")
     chromium = shutil.which("chromium")

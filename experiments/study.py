@@ -22,15 +22,11 @@ import pathlib
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from dal_jax import strategies
 from experiments import cli, configs
 
-_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "default.py"
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(_DEFAULT_CONFIG), "Config file (as experiments.main's), e.g. a dataset's."
-)
+_CONFIG = cli.define_config("Config file (as experiments.main's), e.g. a dataset's.")
 _DATASET = flags.DEFINE_string("dataset", None, " | ".join(("auto", *configs.names())))
 _SEEDS = flags.DEFINE_integer("seeds", None, "Trials per strategy (paired by seed).")
 _STRATEGIES = flags.DEFINE_string(
@@ -78,4 +74,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

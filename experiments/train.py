@@ -17,18 +17,13 @@ experiments/configs/default.py.
 
 from __future__ import annotations
 
-import pathlib
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from experiments import cli, configs
 
-_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent / "configs" / "default.py"
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", str(_DEFAULT_CONFIG), "Config file (the same as experiments.main's)."
-)
+_CONFIG = cli.define_config("Config file (the same as experiments.main's).")
 _DATASET = flags.DEFINE_string("dataset", None, " | ".join(("auto", *configs.names())))
 _SEEDS = flags.DEFINE_integer("seeds", 1, "Number of networks trained together (seeds).")
 _WORKDIR = flags.DEFINE_string(
@@ -87,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

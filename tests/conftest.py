@@ -1,7 +1,8 @@
 """Shared test fixtures.
 
-Real sample files live in ../shared/data next to the repository (never copied in). Tests that
-need them take the ``shared_data`` fixture, which skips with a loud reason when it is absent.
+Real sample files live in ../shared/data next to the repository (never copied in), or in the
+folder $DAL_JAX_SAMPLE_DATA names (`dal_jax.data.sample_data`). Tests that need them take the
+``shared_data`` fixture, which skips with a loud reason when it is absent.
 """
 
 import atexit
@@ -12,15 +13,16 @@ import tempfile
 
 import pytest
 
+from dal_jax.data import sample_data
+
 # Datasets the tests build (small synthetic sets) go to a fresh folder, never the user's TFDS
 # data dir; subprocesses inherit it.
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="dal_jax_test_tfds_")
 atexit.register(shutil.rmtree, os.environ["TFDS_DATA_DIR"], ignore_errors=True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(
-    os.environ.get("DAL_JAX_SHARED_DATA", REPO.parent / "shared" / "data")
-).resolve()
+# The tests (only they) fall back to the folder beside the repository.
+SHARED_DATA = (sample_data.folder() or REPO.parent / "shared" / "data").resolve()
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +31,7 @@ def shared_data() -> pathlib.Path:
     if not (SHARED_DATA / "jacquard").is_dir():
         pytest.skip(
             f"REAL SAMPLE DATA MISSING: {SHARED_DATA} not found; tests on real Cornell/Jacquard "
-            "files did not run (set DAL_JAX_SHARED_DATA to the shared/data folder)."
+            f"files did not run (set {sample_data.ENV} to the shared/data folder)."
         )
     return SHARED_DATA
 

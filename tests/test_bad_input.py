@@ -48,7 +48,7 @@ from dal_jax.model import checkpoint
 from dal_jax.robot import cli as robot_cli
 from datasets import common, prepare
 from datasets.jacquard_subset import jacquard_subset_dataset_builder as jacquard
-from experiments import compare
+from experiments import cli, compare
 from tests.conftest import SHARED_DATA
 from tests.test_annotate import make_queue, rect
 from tests.test_inference import SIZE, planted_params, scene
@@ -751,6 +751,70 @@ def _record_source(ctx, *shapes) -> pathlib.Path:
     for i, shape in enumerate(shapes or [(60, 80)]):
         ctx.tiff(f"camera/{'abc'[i]}.tiff", np.full(shape, 0.8, np.float32))
     return folder
+
+
+# ----------------------------------------------------------------------------- config arguments
+# 11. --config of the experiment commands (experiments.cli.define_config): a missing file, an
+# unknown field or variant is one line naming it and the valid choices, the same in every
+# command that takes --config (checked before absl and ml_collections read the flag).
+
+STUDY, TRAIN = "experiments.study", "experiments.train"
+CONFIGS = "experiments/configs"
+
+CASES += [
+    Case(
+        "config-file-missing",
+        "subprocess",
+        MAIN,
+        lambda c: [f"--config={CONFIGS}/nosuch.py"],
+        rf"--config={CONFIGS}/nosuch\.py: no such config file; config files: "
+        rf"{CONFIGS}/default\.py, .*{CONFIGS}/synthetic\.py$",
+    ),
+    Case(
+        "config-field-unknown",
+        "subprocess",
+        MAIN,
+        lambda c: ["--config.nosuch=1"],
+        rf"--config\.nosuch=1: {CONFIGS}/default\.py has no field 'nosuch'; fields: alpha, .*"
+        r"\bbudget\b",
+    ),
+    Case(
+        "config-variant-unknown",
+        "subprocess",
+        MAIN,
+        lambda c: [f"--config={CONFIGS}/synthetic.py:smok"],
+        rf"--config={CONFIGS}/synthetic\.py:smok: unknown variant 'smok'; valid: smoke, uniform, "
+        r"longtail$",
+    ),
+    Case(  # the same layer in the other commands that take --config
+        "config-field-misspelt-study",
+        "subprocess",
+        STUDY,
+        lambda c: [f"--config={CONFIGS}/synthetic.py:smoke", "--config.budgte=3"],
+        rf"--config\.budgte=3: {CONFIGS}/synthetic\.py has no field 'budgte'; did you mean: "
+        r"budget$",
+    ),
+    Case(
+        "config-file-missing-train",
+        "subprocess",
+        TRAIN,
+        lambda c: [f"--config={CONFIGS}/cornel.py:smoke"],
+        rf"--config={CONFIGS}/cornel\.py:smoke: no such config file; config files: .*"
+        rf"{CONFIGS}/cornell\.py",
+    ),
+    Case(
+        "config-nested-field-misspelt",
+        "returns",
+        "experiments.cli.config_problem",
+        lambda c: lambda: cli.config_problem(["--config.strategies.dal.disc_lrr=0.02"]),
+        "experiments/configs/default.py (in strategies.dal) has no field 'disc_lrr'; did you "
+        "mean: disc_lr",
+        None,
+    ),
+]
+
+
+# ----------------------------------------------------------------------------- running a row
 
 
 def _run_main(main, argv, timeout: float = 120.0):

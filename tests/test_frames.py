@@ -6,6 +6,7 @@ copied into tmp_path; synthetic frames are made from the Cornell ones (noise, a 
 """
 
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -323,3 +324,73 @@ def test_prepare_skips_frames_without_valid_depth(tmp_path, capsys):
         "2 of 2 frames have no valid depth: frame_000001, frame_000002; no frame is left to "
         "build from"
     )
+
+
+# ----------------------------------------------------------------------------- a changed folder
+
+
+def _rebuild_notes(out: str) -> list[str]:
+    return [ln for ln in out.splitlines() if "rebuilding it" in ln]
+
+
+def test_prepare_rebuilds_a_dataset_whose_folder_changed(tmp_path, capsys):
+    manual, data = tmp_path / "room", tmp_path / "tfds"
+    manual.mkdir()
+    for i in range(2):
+        tifffile.imwrite(manual / f"frame_00000{i}_depth.tiff", _frame(0.8 + i / 100))
+    code, out, err = _prepare(capsys, manual, data, "size=24")
+    assert code == 0 and "train: 2 examples" in out and not _rebuild_notes(out), err
+    # Unchanged: reused as it is, without a note.
+    code, out, err = _prepare(capsys, manual, data, "size=24")
+    assert code == 0 and "train: 2 examples" in out and not _rebuild_notes(out), err
+
+    # A frame recorded since and a rectangle file beside an old frame: rebuilt, said in one line.
+    tifffile.imwrite(manual / "frame_000002_depth.tiff", _frame(0.85))
+    (manual / "frame_000000_cpos.txt").write_text("30 20\n50 20\n50 30\n30 30\n")
+    mine = {p.name: p.read_bytes() for p in manual.iterdir()}
+    code, out, err = _prepare(capsys, manual, data, "size=24")
+    assert code == 0, err
+    (note,) = _rebuild_notes(out)
+    assert note.startswith(f"frames: {manual} changed since the dataset prepared in {data}")
+    assert note.endswith(
+        "2 file(s) added (frame_000000_cpos.txt, frame_000002_depth.tiff); rebuilding it"
+    )
+    assert "train: 3 examples, 1 rectangles, 1 labelled" in out and "skipped items: 0" in out
+    assert len(_examples(data, size=24)) == 3
+    assert {p.name: p.read_bytes() for p in manual.iterdir()} == mine  # the folder only read
+
+    # A frame rewritten in place (same name and size, a new modification time).
+    tifffile.imwrite(manual / "frame_000001_depth.tiff", _frame(0.9))
+    st = (manual / "frame_000001_depth.tiff").stat()
+    os.utime(manual / "frame_000001_depth.tiff", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    code, out, err = _prepare(capsys, manual, data, "size=24")
+    assert code == 0, err
+    assert _rebuild_notes(out)[0].endswith(
+        "1 file(s) rewritten (frame_000001_depth.tiff); rebuilding it"
+    )
+    exs = _examples(data, size=24)
+    np.testing.assert_allclose(exs[1]["depth"].max(), 0.9, atol=1e-6)  # the new frame's depth
+
+    # Another folder than the one it was made from.
+    other = tmp_path / "copy"
+    shutil.copytree(manual, other)
+    code, out, err = _prepare(capsys, other, data, "size=24")
+    assert code == 0, err
+    assert f"was made from {manual.resolve()}, not {other.resolve()}; rebuilding it" in out
+
+    # A rebuild that fails (a second camera size) keeps the dataset prepared before.
+    tifffile.imwrite(other / "frame_000003_depth.tiff", _frame(shape=(40, 50)))
+    code, out, err = _prepare(capsys, other, data, "size=24")
+    assert code == 2 and _rebuild_notes(out)
+    assert _error_line(err).endswith("--set roi=TOP,LEFT,SIDE; the dataset prepared before is kept")
+    assert len(_examples(data, size=24)) == 3
+    assert not list((data / "frames").rglob("*.previous"))  # nothing left set aside
+
+
+def test_prepare_help_says_when_it_rebuilds(capsys):
+    with pytest.raises(SystemExit) as stop:
+        prepare.main(["--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "frames dataset is rebuilt when this folder's frames changed since" in text
+    assert "kept when the rebuild fails" in text

@@ -1,5 +1,7 @@
 """The robot side's import rule: nothing in `dal_jax.robot` imports torch, TensorFlow, TFDS or
-the training code, so the robot computer needs none of them.
+the training code, so the robot computer needs none of them. And the other way round: the
+dataset builders (`datasets/`) never import the robot side; what both read (depth frame files)
+lives below them, in `dal_jax.data.frames`.
 
 Checked twice: at run time (a fresh interpreter imports every module of the package, the CLIs
 included, then looks at sys.modules: this catches what the shared modules pull in) and in the
@@ -34,6 +36,7 @@ SHARED = {
     "dal_jax.evaluation.postprocess",
     "dal_jax.data.grasp",
     "dal_jax.data.preprocess",
+    "dal_jax.data.frames",
     "dal_jax.model.checkpoint",
 }
 
@@ -50,11 +53,14 @@ def _is_under(name: str, modules) -> bool:
     return any(name == m or name.startswith(m + ".") for m in modules)
 
 
-def _imported_names(path: pathlib.Path) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in a file of `dal_jax.robot`; for
-    ``from X import y`` both X and X.y (y may be a module)."""
-    here = "dal_jax.robot" if path.name == "__init__.py" else f"dal_jax.robot.{path.stem}"
-    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+def _imported_names(path: pathlib.Path, module: str | None = None) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file of ``module`` (default: the
+    module of ``path`` in the repository); for ``from X import y`` both X and X.y (y may be a
+    module)."""
+    if module is None:
+        parts = path.relative_to(REPO).with_suffix("").parts
+        module = ".".join(parts[:-1] if path.name == "__init__.py" else parts)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -119,7 +125,7 @@ def test_the_source_check_sees_lazy_and_relative_imports(tmp_path):
         "    from ..experiment import loop\n"
         "    importlib.import_module('tensorflow_datasets')\n"
     )
-    names = {n for _, n in _imported_names(f)}
+    names = {n for _, n in _imported_names(f, "dal_jax.robot.x")}
     assert {
         "torch.nn",
         "dal_jax.training.train",
@@ -130,3 +136,34 @@ def test_the_source_check_sees_lazy_and_relative_imports(tmp_path):
         "dal_jax.experiment.loop", FORBIDDEN
     )
     assert not _is_under("dal_jax.datasets_x", FORBIDDEN)
+
+
+def test_no_dataset_builder_imports_the_robot_side():
+    files = sorted((REPO / "datasets").rglob("*.py"))
+    assert any(p.parent.name == "frames" for p in files), files  # the builder that reads frames
+    bad = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in files
+        for line, name in _imported_names(path)
+        if _is_under(name, ("dal_jax.robot",))
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_building_frames_loads_no_robot_module():
+    # At run time too: nothing the builders and datasets.prepare import pulls the robot in.
+    code = (
+        "import sys, datasets\n"
+        "from datasets import prepare\n"
+        "for name in datasets.NAMES:\n"
+        "    datasets.builder_class(name)\n"
+        "bad = [m for m in sys.modules if m == 'dal_jax.robot' or m.startswith('dal_jax.robot.')]\n"
+        "assert not bad, bad\n"
+        "assert 'dal_jax.data.frames' in sys.modules\n"
+        "print('clean')\n"
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "clean" in out.stdout, out.stderr

@@ -41,10 +41,10 @@ import sys
 import warnings
 
 from dal_jax.data import preprocess
+from dal_jax.data.frames import read_depth
 from dal_jax.robot.camera import parse_intrinsics
 from dal_jax.robot.detector import MAX_TOP_K, GraspDetector
 from dal_jax.robot.figure import save_figure
-from dal_jax.robot.frames import read_depth
 from dal_jax.robot.record import Recorder, record
 from dal_jax.robot.results import Detection
 from dal_jax.robot.sinks import make_sink

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dal_jax.data import preprocess
+from dal_jax.data.frames import as_depth_metres
 from dal_jax.evaluation import postprocess
 from dal_jax.model import models
 from dal_jax.robot import camera, frames, network, weights
@@ -182,7 +183,7 @@ class GraspDetector:
         top_k = int(top_k)
         if not 1 <= top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be in 1..{MAX_TOP_K}; got {top_k}")
-        depth = frames.as_depth_metres(depth)
+        depth = as_depth_metres(depth)
         intr = camera.parse_intrinsics(intrinsics) if intrinsics is not None else self.intrinsics
         filled, x, roi = self._inputs(depth, rgb, roi)
         t1 = time.perf_counter()

@@ -48,7 +48,8 @@ import numpy as np
 from PIL import Image
 
 from dal_jax.data import preprocess
-from dal_jax.robot.frames import Frame, as_depth_metres
+from dal_jax.data.frames import as_depth_metres
+from dal_jax.robot.frames import Frame
 from dal_jax.robot.stream import LatestSlot, _Feed
 
 FORMAT = 1

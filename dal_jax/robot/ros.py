@@ -13,7 +13,7 @@ import threading
 
 import numpy as np
 
-from dal_jax.robot import frames
+from dal_jax.data import frames
 
 
 def ros_available() -> str | None:
@@ -32,7 +32,7 @@ def ros_available() -> str | None:
 def image_msg_to_depth(msg, depth_scale: float | None = None) -> np.ndarray:
     """sensor_msgs/Image (32FC1 metres or 16UC1 millimetres) -> [H, W] float32 metres, without
     cv_bridge (which needs a matching OpenCV build on the robot). ``depth_scale``: metres per
-    stored unit, overriding the units rule (`frames.as_depth_metres`)."""
+    stored unit, overriding the units rule (`dal_jax.data.frames.as_depth_metres`)."""
     dtypes = {"32FC1": np.float32, "16UC1": np.uint16, "mono16": np.uint16}
     if msg.encoding not in dtypes:
         raise ValueError(f"unsupported depth encoding {msg.encoding!r} (32FC1 or 16UC1)")

@@ -3,9 +3,9 @@ learning.
 
 Source (the manual folder, ``--manual_dir=DIR``): a recording of ``python -m dal_jax.robot
 --record=DIR`` (``frame_000000_depth.tiff`` with its ``frame_000000_rgb.png``), or any folder of
-depth files `dal_jax.robot.FolderSource` reads (.tiff/.tif float metres, 16-bit .png
-millimetres, .npy), in name order. RGB comes from the image its naming pairs with the depth
-file (`dal_jax.robot.sources.paired_rgb_path`), else it is black.
+depth files (.tiff/.tif float metres, 16-bit .png millimetres, .npy), in name order, read as the
+robot's folder source reads them (`dal_jax.data.frames`). RGB comes from the image its naming
+pairs with the depth file (`dal_jax.data.frames.paired_rgb_path`), else it is black.
 
 Each frame's region (config ``roi``: "" = the centred square of side min(H, W), or
 "TOP,LEFT,SIDE" in frame pixels) is area-resized to ``size`` x ``size`` with holes kept, then
@@ -16,6 +16,11 @@ coordinates, ``x y`` = col row) is mapped into the crop (rectangles whose centre
 it are dropped and reported) and the frame is ``labelled``; other frames have no rectangles.
 Every frame goes to the one split ``train``: the active-learning loop draws its own hold-out.
 Ids: ``frame_000000`` for a recorded frame, else the file name.
+
+The prepared dataset records its folder and a fingerprint of the files it was made of (each
+depth file, its RGB image and its rectangle file: name, size, modification time);
+`changed_since_prepared` compares them with the folder now, so that ``datasets.prepare`` rebuilds
+a dataset whose frames were added, removed or rewritten since.
 
 Refused, one line each: a folder without any readable depth frame, frames of different sizes
 without a ``roi`` that fits them all, a folder whose frames all lack valid depth. Frames
@@ -37,8 +42,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dal_jax.data import grasp, preprocess
-from dal_jax.robot.frames import read_depth
-from dal_jax.robot.sources import FolderSource, paired_rgb_path
+from dal_jax.data.frames import depth_files, paired_rgb_path, read_depth
 from datasets import common
 from datasets.cornell import cornell_dataset_builder as cornell
 
@@ -118,15 +122,67 @@ def _size(shape) -> str:
     return f"{shape[0]}x{shape[1]}"
 
 
+def frames_root(manual_dir) -> pathlib.Path:
+    """The folder of frames in a manual folder (its ``frames`` subfolder when it has one);
+    FileNotFoundError naming --manual_dir when it does not exist."""
+    root = pathlib.Path(manual_dir)
+    root = root / "frames" if (root / "frames").is_dir() else root
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"frames: the folder {root} does not exist; pass --manual_dir=DIR, a folder of "
+            "depth frames (e.g. one written by python -m dal_jax.robot --record=DIR)"
+        )
+    return root
+
+
+def fingerprint(root: pathlib.Path) -> dict[str, list[int]]:
+    """{file name: [size, modification time in ns]} of every file a dataset of ``root`` is made
+    of: each depth file with its paired RGB image and its rectangle file."""
+    out = {}
+    for p in depth_files(root):
+        for f in (p, paired_rgb_path(p), label_path(p)):
+            if f is not None:
+                st = f.stat()
+                out[f.name] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _change(before: dict, now: dict) -> str:
+    """What differs between two fingerprints, e.g. "2 file(s) added (a.tiff, b.tiff)"."""
+    parts = []
+    for what, names in (
+        ("added", sorted(set(now) - set(before))),
+        ("removed", sorted(set(before) - set(now))),
+        ("rewritten", sorted(n for n in set(now) & set(before) if now[n] != list(before[n]))),
+    ):
+        if names:
+            parts.append(f"{len(names)} file(s) {what} ({_names(names, 3)})")
+    return ", ".join(parts)
+
+
+def changed_since_prepared(builder, manual_dir) -> str | None:
+    """Why the prepared ``frames`` dataset of ``builder`` no longer matches the folder
+    ``manual_dir`` (one line: another folder, or files added, removed or rewritten), or None
+    when it matches or is not prepared. FileNotFoundError when the folder does not exist."""
+    root = frames_root(manual_dir)
+    if not builder.is_prepared():
+        return None
+    meta = builder.info.metadata or {}
+    where = f"the dataset prepared in {builder.data_dir}"
+    if "files" not in meta:  # prepared before fingerprints were recorded
+        return f"{where} records no fingerprint of its folder"
+    if meta.get("folder") != str(root.resolve()):
+        return f"{where} was made from {meta.get('folder')}, not {root.resolve()}"
+    change = _change(meta["files"], fingerprint(root))
+    return f"{root} changed since {where}: {change}" if change else None
+
+
 def scan(root: pathlib.Path, roi, skips: common.Skips) -> list[tuple[pathlib.Path, tuple]]:
     """(path, shape) of every usable frame of ``root``, in name order. Raises
     `common.PrepareError` for the folder-wide problems of the module docstring; frames
     without valid depth (among good ones) and unreadable files go to ``skips``."""
     looked = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")]
-    try:
-        candidates = FolderSource(root).files
-    except ValueError:  # no file with a depth suffix
-        candidates = []
+    candidates = depth_files(root)
     good, empty, first_error = [], [], ""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", preprocess.DepthUnitsWarning)
@@ -257,19 +313,18 @@ class Builder(cornell.Builder):
         )
 
     def _split_generators(self, dl_manager):
-        root = pathlib.Path(str(dl_manager._manual_dir))
-        root = root / "frames" if (root / "frames").is_dir() else root
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"frames: the folder {root} does not exist; pass --manual_dir=DIR, a folder of "
-                "depth frames (e.g. one written by python -m dal_jax.robot --record=DIR)"
-            )
+        root = frames_root(str(dl_manager._manual_dir))
+        files = fingerprint(root)  # before reading: a frame written meanwhile counts as new
         self._skips = common.Skips()
         roi = parse_roi(self.builder_config.roi)
         good = scan(root, roi, self._skips)
         box = region(good[0][1], roi)  # one size unless roi is given: one region for all
         self.info.metadata.update(
-            self._skips.as_dict(), folder=str(root), region=list(box), frame_shape=list(good[0][1])
+            self._skips.as_dict(),
+            folder=str(root.resolve()),
+            files=files,
+            region=list(box),
+            frame_shape=list(good[0][1]),
         )
         return {"train": self._generate_examples(good, box)}
 
