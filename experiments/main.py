@@ -23,12 +23,13 @@ import sys
 
 from absl import app, flags
 
+from dal_jax import strategies
 from experiments import cli, configs
 
 _CONFIG = cli.define_config(
     "Config file, optionally with a variant: experiments/configs/cornell.py:smoke."
 )
-_STRATEGY = flags.DEFINE_string("strategy", None, "rs | gd | cs | ll | vaal | dal")
+_STRATEGY = flags.DEFINE_string("strategy", None, " | ".join(strategies.NAMES))
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (trials) run together.")
 _DATASET = flags.DEFINE_string("dataset", None, " | ".join(("auto", *configs.names())))
 _WORKDIR = flags.DEFINE_string(

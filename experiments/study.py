@@ -42,8 +42,8 @@ _CONTROLS = flags.DEFINE_bool(
     True,
     "With rs among the strategies, also run the controls that show whether the study can see "
     "a selection effect: rs without new labels and rs with doubled steps (control 1), and the "
-    "positive control 'kinds' on pools whose object kinds are imbalanced (control 2). study.md reports them "
-    "before any verdict and marks the verdicts uninformative when one fails.",
+    "positive control 'kinds' on pools whose object kinds are imbalanced (control 2). study.md "
+    "reports them before any verdict and marks the verdicts uninformative when one fails.",
 )
 
 
