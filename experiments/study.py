@@ -13,7 +13,8 @@ The alpha study runs DAL once with the alphas batched, in --workdir/alpha/. The 
 --workdir: study.md (which strategies beat random sampling, with 95% CIs and Wilcoxon
 p-values), study.json, study.png (curves with confidence bands and the supervised upper bound
 when --workdir/../<dataset>_supervised holds one), and selected.png per strategy. Running the
-same command again finishes what is missing and rewrites the report.
+same command again finishes what is missing and rewrites the report. One study at a time: a
+second one on the same --workdir while the first runs is refused at once, naming its pid.
 """
 
 from __future__ import annotations

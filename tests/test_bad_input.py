@@ -891,3 +891,62 @@ def _run_case(case: Case, ctx: Ctx, capsys):
         assert case.expect in made()
     else:
         raise AssertionError(case.kind)
+
+
+def test_a_second_study_on_a_busy_workdir_is_refused_at_once(tmp_path):
+    """python -m experiments.study on a --workdir whose lock a live process holds: one line on
+    stderr naming the folder and the holder's pid, exit 2, before anything is loaded, and the
+    folder untouched. Once the holder is killed (its lock file left behind, naming it), the
+    next study is not blocked: it goes on to its next check."""
+    import time  # here, so this test stays self-contained
+
+    study = tmp_path / "study"
+    (study / "rs").mkdir(parents=True)
+    (study / "study.md").write_text("the first study's report\n")
+    # A results.json of another strategy in rs/: a study that gets past the lock refuses it.
+    res = {"strategy": "dal", "dataset": "synthetic_grasps", "alpha": 0.1, "seeds": 2, "rounds": []}
+    (study / "rs" / "results.json").write_text(json.dumps(res))
+    hold = (
+        "import sys, time\n"
+        "from dal_jax.experiment.workdir import claim\n"
+        "with claim(sys.argv[1]):\n"
+        "    time.sleep(600)\n"
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, "-m", "experiments.study", "--noprogress", "--strategies=rs",
+           "--config=experiments/configs/default.py:smoke", f"--workdir={study}"]  # fmt: skip
+    lock = study / ".lock"
+
+    def snapshot() -> dict:
+        files = sorted(p for p in study.rglob("*") if p.is_file())
+        return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(study)], cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and lock.read_text().startswith(f"{holder.pid}\n")):
+            assert holder.poll() is None and time.monotonic() < deadline, "no lock taken"
+            time.sleep(0.1)
+        before = snapshot()
+        second = subprocess.run(
+            cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert holder.poll() is None, "the holder ended before the second study was refused"
+        after = snapshot()
+    finally:
+        holder.kill()  # SIGKILL: its lock file stays behind
+        holder.wait()
+    assert second.returncode == 2, second.stderr[-2000:]
+    (line,) = second.stderr.strip().splitlines()  # nothing loaded, nothing logged before it
+    assert re.fullmatch(
+        rf"error: --workdir={re.escape(str(study.resolve()))} is in use by another run "
+        rf"\(pid {holder.pid}: .+\); wait for it to end or choose another --workdir",
+        line,
+    ), line
+    assert after == before  # not a byte, not a time stamp of the first study changed
+    assert lock.read_text().startswith(f"{holder.pid}\n")  # the dead holder's stale lock file
+    third = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    _, err = third.communicate(timeout=300)
+    assert third.returncode == 2 and "in use" not in err, err[-2000:]
+    assert "rs/results.json belongs to another run (strategy: 'dal' -> 'rs')" in err, err[-2000:]
+    assert lock.read_text().startswith(f"{third.pid}\n")  # it took the lock

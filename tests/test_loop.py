@@ -126,7 +126,7 @@ def test_compare_writes_figure_and_table(dal_run, tmp_path):
     table = compare.markdown_table(runs)
     assert table.count("\n") == 2 + len(res["rounds"])
     mean = 100 * np.mean(res["rounds"][1]["accuracy"])
-    assert f"{mean:.2f} +-" in table
+    assert f"| 1 | 12 | {mean:.1f} ± " in table
     out = subprocess.run(
         [sys.executable, "-m", "experiments.compare", str(wd), f"--out={tmp_path}"],
         cwd=REPO,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dal_jax.evaluation import stats
 from dal_jax.study import controls_report as sc
 from dal_jax.study import figures as study_figures
 from dal_jax.study import picks as study_picks
@@ -75,7 +76,7 @@ def test_label_sensitivity_passes_on_a_rising_curve():
     assert out["label_effect"]["n"] == 6 and out["label_effect"]["ci"][0] > 0.1
     d = out["doubling"]
     assert d["shift"] == pytest.approx(0.002) and d["enough"]
-    half = sr.t975(5) * np.std(rs[:, -1], ddof=1) / np.sqrt(6)
+    half = stats.t975(5) * np.std(rs[:, -1], ddof=1) / np.sqrt(6)
     assert d["ci_half_width"] == pytest.approx(half)
     assert out["labeled"] == [10, 60] and json.loads(json.dumps(out, allow_nan=False)) == out
 
@@ -197,7 +198,7 @@ def test_report_without_controls_and_without_kinds():
     rs = _rising()
     results = {k: v for k, v in _study(rs, dal_gain=0.05).items() if k != "kinds"}
     old = sr.build(results, "rs", n_boot=500)
-    assert old["controls"] == {"informative": None, "preamble": [sr.NO_CONTROLS]}
+    assert old["controls"] == {"informative": None, "preamble": [sc.NO_CONTROLS]}
     assert old["verdict"][1].startswith("dal: beats rs") and "CONTROLS" not in sr.table(old)
     ctl = {"label_sensitivity": _sensitivity(rs), "positive": None, "kinds_available": False}
     rep = sr.build(results, "rs", n_boot=500, controls=ctl)

@@ -1,5 +1,6 @@
 """Figures: the best grasp and the output maps of one image (like the paper's Fig. 9), and
-active-learning curves (like the paper's Figs. 6-8)."""
+the learning-curve figure (like the paper's Figs. 6-8) of a run (curves.png), of finished runs
+compared (compare.png) and of a study (study.png, with 95 % confidence bands)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from dal_jax.evaluation import stats
 
 FIG_HEIGHT_IN = 3.2
 PANEL_WIDTH_IN = 3.2
@@ -84,52 +87,82 @@ def plot_grasp_figure(path, depth, preds, gt_rects, gt_mask=None, rgb=None, dpi:
     return round(PANEL_WIDTH_IN * len(panels) * dpi), round(FIG_HEIGHT_IN * dpi)
 
 
-def curve_stats(results: dict):
-    """results.json dict -> (labelled counts [K], mean accuracy [K], std [K]) in percent."""
-    rounds = results["rounds"]
-    x = np.array([r["labeled"] for r in rounds], float)
-    acc = [100 * np.asarray(r["accuracy"], float) for r in rounds]
-    # Runs without an accuracy (null: diverged before any finite weights) are left out.
-    return x, np.array([np.nanmean(a) for a in acc]), np.array([np.nanstd(a) for a in acc])
+BANDS = ("std", "ci")
 
 
-def plot_curves(path, runs: dict, title: str | None = None, upper: dict | None = None):
-    """Accuracy vs labelled images: per curve the mean, a +-1 std band (clipped to 0-100 %)
-    and every run as a dot; runs flagged collapsed in results.json are marked with a red x.
+def curve_band(results: dict, band: str = "std"):
+    """A results.json dict -> (labelled counts [T], mean accuracy [T], band low [T], band high
+    [T]) in percent over the seeds, runs without an accuracy (null: diverged before any finite
+    weights) left out. band: "std", mean ± 1 std (ddof 1); "ci", the t-based 95 % CI of the
+    mean. The band is clipped to 0-100 % and NaN where it needs two seeds."""
+    if band not in BANDS:
+        raise ValueError(f"band={band!r}: choose one of {', '.join(BANDS)}")
+    x = np.array([r["labeled"] for r in results["rounds"]], float)
+    per_round = [stats.summary(100 * np.asarray(r["accuracy"], float)) for r in results["rounds"]]
+    mean = np.array([s["mean"] for s in per_round])
+    if band == "ci":
+        lo, hi = (np.array([s["ci"][i] for s in per_round]) for i in (0, 1))
+    else:
+        std = np.array([s["std"] for s in per_round])
+        lo, hi = mean - std, mean + std
+    return x, mean, np.clip(lo, 0, 100), np.clip(hi, 0, 100)
+
+
+def _draw_seeds(ax, x, results: dict, color, marked: bool) -> bool:
+    """Every seed's accuracy as a dot at its round; a run flagged collapsed as a red x (named
+    in the legend once). Returns whether a collapsed run has been marked so far."""
+    for xi, r in zip(x, results["rounds"]):
+        acc = 100 * np.asarray(r["accuracy"], float)
+        bad = np.asarray(r.get("collapsed") or [False] * len(acc), bool)
+        ax.scatter(np.full((~bad).sum(), xi), acc[~bad], s=6, color=color, alpha=0.5)
+        if bad.any():
+            name = None if marked else "collapsed run"
+            ax.scatter(np.full(bad.sum(), xi), np.nan_to_num(acc[bad]), s=30, marker="x",
+                       color="red", label=name, zorder=5)  # fmt: skip
+            marked = True
+    return marked
+
+
+def plot_curves(
+    path,
+    runs: dict,
+    title: str | None = None,
+    upper: dict | None = None,
+    band: str = "std",
+    baseline: str | None = None,
+    seeds: bool = True,
+):
+    """The learning-curve figure: accuracy (%) vs labelled images, per run its mean over seeds
+    and a band (`curve_band`: "std" or the study's "ci"), every round it has.
 
     runs: label -> results.json dict; upper: label -> results.json of ``experiments.train``
-    (supervised on the whole pool), drawn as dashed lines. Writes a PNG to ``path``.
+    (supervised on the whole pool), drawn as dashed lines. baseline: a label of ``runs`` drawn
+    on top in black and named so. seeds: also every seed as a dot, runs flagged collapsed as a
+    red x, on the whole 0-100 % scale (without them the axis zooms to the curves). Writes a
+    PNG of 640 x 420 pixels to ``path``.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
     marked = False
     for label, res in runs.items():
-        x, mean, std = curve_stats(res)
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=label)
-        lo, hi = np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
-        for xi, r in zip(x, res["rounds"]):
-            acc = 100 * np.asarray(r["accuracy"], float)
-            bad = np.asarray(r.get("collapsed") or [False] * len(acc), bool)
-            ax.scatter(np.full((~bad).sum(), xi), acc[~bad], s=6, color=line.get_color(), alpha=0.5)
-            if bad.any():
-                ax.scatter(
-                    np.full(bad.sum(), xi),
-                    np.nan_to_num(acc[bad]),
-                    s=30,
-                    marker="x",
-                    color="red",
-                    label=None if marked else "collapsed run",
-                    zorder=5,
-                )
-                marked = True
+        x, mean, lo, hi = curve_band(res, band)
+        # The baseline on top, so a run equal to it does not hide it.
+        style = {"linewidth": 2.2, "color": "black", "zorder": 3} if label == baseline else {}
+        name = f"{label} (baseline)" if label == baseline else label
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name, **style)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
+        if seeds:
+            marked = _draw_seeds(ax, x, res, line.get_color(), marked)
     for label, res in (upper or {}).items():
         acc = 100 * np.asarray(res["accuracy"], float)
         ax.axhline(np.nanmean(acc), linestyle="--", color="black", linewidth=1, label=label)
     first = next(iter(runs.values()), {})
+    default = {"std": f"{first.get('dataset', '')}, {first.get('seeds', '?')} seeds",
+               "ci": f"{first.get('dataset', '')}: mean and 95 % CI over seeds"}  # fmt: skip
     ax.set_xlabel("labelled images")
     ax.set_ylabel("rectangle-metric accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title(title or f"{first.get('dataset', '')}, {first.get('seeds', '?')} seeds")
+    if seeds:
+        ax.set_ylim(-2, 102)
+    ax.set_title(title or default[band])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,5 +1,6 @@
 """What an experiment leaves for its user: results.json and curves.png per alpha, the
-alpha-study files, and the supervised upper bound drawn beside the curves.
+alpha-study files, and the supervised upper bound drawn beside the curves; and the one reader
+of results.json files (`read`, `read_folder`) and of their accuracies (`matrices`).
 
 results.json (one per alpha; in ``alpha_<a>/`` when there is a grid)::
 
@@ -18,12 +19,65 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import pathlib
+
+import numpy as np
 
 from dal_jax.training.runs import Grid
 
 log = logging.getLogger("dal_jax")
 SUPERVISED = "supervised"  # the ``kind`` of an experiments.train results.json
+FILE = "results.json"
+
+
+class UnreadableResults(ValueError):
+    """A results.json that cannot be read or parsed; the message names the file and why."""
+
+
+def read(path):
+    """One results.json -> its parsed JSON (a dict, unless the file is not what it should be);
+    `UnreadableResults` naming the file when it cannot be read or parsed."""
+    path = pathlib.Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UnreadableResults(f"{path} is unreadable ({e})") from None
+
+
+def _alpha_key(path: pathlib.Path):
+    """Sort key of an alpha_<a>/ folder: by the number a (names that are none go last)."""
+    try:
+        return (float(path.parent.name[len("alpha_") :]), "")
+    except ValueError:
+        return (math.inf, path.parent.name)
+
+
+def read_folder(folder) -> dict:
+    """path -> parsed results.json of a run folder: ``folder/results.json`` first, then each
+    ``folder/alpha_<a>/results.json`` of an alpha grid by increasing a. Empty when there is
+    none; `UnreadableResults` naming the first file that cannot be parsed."""
+    folder = pathlib.Path(folder)
+    paths = [folder / FILE] if (folder / FILE).is_file() else []
+    paths += sorted((p for p in folder.glob(f"alpha_*/{FILE}") if p.is_file()), key=_alpha_key)
+    return {p: read(p) for p in paths}
+
+
+def matrices(res: dict, labeled) -> tuple[np.ndarray, np.ndarray]:
+    """A results dict -> (accuracy [S, T], NaN where a run has none; collapsed [S, T] bool) on
+    the labelled counts ``labeled`` [T] (each must have a round; the first such round counts)."""
+    by_n = {}
+    for r in res["rounds"]:
+        by_n.setdefault(int(r["labeled"]), r)
+    s = int(res.get("seeds") or len(res["rounds"][0]["accuracy"]))
+    acc = np.full((s, len(labeled)), np.nan)
+    bad = np.zeros((s, len(labeled)), bool)
+    for t, n in enumerate(labeled):
+        a = np.array(by_n[n]["accuracy"], dtype=float)  # None -> NaN
+        acc[: a.size, t] = a[:s]
+        c = np.asarray(by_n[n].get("collapsed") or [False] * a.size, bool)
+        bad[: c.size, t] = c[:s]
+    return acc, bad
 
 
 def for_group(c, grid: Grid, history: list, a: int, prior: dict | None = None) -> dict:
@@ -59,13 +113,13 @@ def for_group(c, grid: Grid, history: list, a: int, prior: dict | None = None) -
 
 def find_supervised(workdir) -> dict | None:
     """The results.json of a supervised run in ``workdir`` (or None if there is none)."""
-    path = pathlib.Path(workdir) / "results.json"
+    path = pathlib.Path(workdir) / FILE
     if not path.is_file():
         return None
     try:
-        res = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        log.warning("unreadable %s: no upper bound drawn", path)
+        res = read(path)
+    except UnreadableResults as e:
+        log.warning("%s: no upper bound drawn", e)
         return None
     return res if isinstance(res, dict) and res.get("kind") == SUPERVISED else None
 
@@ -116,7 +170,7 @@ def write_groups(workdir: pathlib.Path, c, grid: Grid, per_group: list[dict]) ->
     for alpha, res in zip(grid.alphas, per_group):
         out = workdir if grid.groups == 1 else workdir / f"alpha_{alpha:g}"
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "results.json", res)
+        write_json(out / FILE, res)
         plots.plot_curves(out / "curves.png", {f"{c.strategy} (alpha {alpha:g})": res}, upper=upper)
     if grid.groups > 1:
         write_json(workdir / "alpha_study.json", per_group)

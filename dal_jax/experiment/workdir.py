@@ -24,6 +24,7 @@ import shlex
 import sys
 import time
 
+from dal_jax.experiment import results
 from dal_jax.model import checkpoint
 from dal_jax.training.runs import Grid
 
@@ -114,8 +115,8 @@ def _write_holder(fd: int) -> None:
 
 
 def holder(path: pathlib.Path, wait: float = 2.0) -> str:
-    """The holder of ``path``'s lock as "pid N: COMMAND", read from the lock file (waiting up
-    to ``wait`` seconds for a holder that has just taken the lock to write it)."""
+    """The holder of ``path``'s lock as "pid N: COMMAND" on one line, read from the lock file
+    (waiting up to ``wait`` seconds for a holder that has just taken the lock to write it)."""
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -128,7 +129,8 @@ def holder(path: pathlib.Path, wait: float = 2.0) -> str:
         time.sleep(0.05)
     if not pid.strip():
         return "its pid is not recorded"
-    return f"pid {pid.strip()}: {command.strip()}"
+    # One line, so a refusal is one line even for a command line with newlines (python -c).
+    return f"pid {pid.strip()}: {' '.join(command.split())}"
 
 
 def config_diff(saved: dict, current: dict) -> list[str]:
@@ -181,18 +183,12 @@ def _check_saved_config(workdir, meta, c) -> None:
 def _results_files(workdir: pathlib.Path) -> dict:
     """path -> parsed JSON of every results.json in ``workdir`` (and its alpha_*/ folders);
     ValueError naming a file that does not parse."""
-    out = {}
-    for path in [workdir / "results.json", *sorted(workdir.glob("alpha_*/results.json"))]:
-        if not path.is_file():
-            continue
-        try:
-            out[path] = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(
-                f"{path} is unreadable ({e}) and {workdir} has no checkpoint to resume; "
-                "move it away or use another --workdir"
-            ) from None
-    return out
+    try:
+        return results.read_folder(workdir)
+    except results.UnreadableResults as e:
+        raise ValueError(
+            f"{e} and {workdir} has no checkpoint to resume; move it away or use another --workdir"
+        ) from None
 
 
 def _results_diff(res, c, folder: pathlib.Path) -> str:

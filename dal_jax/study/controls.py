@@ -90,10 +90,10 @@ def label_sensitivity(c, rs_dir, out_dir, ds, bar=None) -> dict | None:
     if c.get("init_from"):
         raise ValueError("control 1 compares trainings from scratch; this run has --init_from")
     rs_dir, out_dir = pathlib.Path(rs_dir), pathlib.Path(out_dir)
-    res_path = rs_dir / "results.json"
+    res_path = rs_dir / results.FILE
     if not res_path.is_file():
         return None
-    res = json.loads(res_path.read_text())
+    res = results.read(res_path)
     rounds = [r for r in res["rounds"] if r["round"] >= 0]  # not --init_from's prior
     if len(rounds) < c.rounds:
         return None

@@ -6,10 +6,10 @@
 2. Positive control: a selection known to help (e.g. picks balancing the object kinds, from the
    ground truth) must beat random sampling; else a "no difference" verdict means nothing.
 
-`study_report` builds study.json's "controls" with `report_part`, and writes their section of
-study.md (`markdown`) and their line of the terminal table (`table_lines`); it imports this
-module when first used, not at import time, because this module reuses its statistics.
-Accuracies are fractions; sentences say points.
+`dal_jax.study.report` builds study.json's "controls" with `report_part`, and writes their
+section of study.md (`markdown`) and their line of the terminal table (`table_lines`). The
+statistics are `dal_jax.evaluation.stats`, as the report's; this module does not import the
+report. Accuracies are fractions; sentences say points.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import math
 
 import numpy as np
 
+from dal_jax.evaluation.stats import paired, summary
+from dal_jax.experiment.results import matrices
 from dal_jax.study.formatting import _ci, _clean, _md_table, _p, _pct
-from dal_jax.study.report import NO_CONTROLS, _matrices, _paired, summary
+
+NO_CONTROLS = "No controls were run: whether this study can see a selection effect is unknown."
 
 # What a positive control does, for the sentences; unknown names are shown bare.
 DESCRIBE = {
@@ -105,7 +108,7 @@ def label_sensitivity(
     first, last = a[:, 0], a[:, -1]
     out = {"labeled": [int(labeled[0]), int(labeled[-1])], "min_rise": min_rise,
            "rs_first": summary(first), "rs_last": summary(last),
-           "rise": _paired(last - first, n_boot, seed),
+           "rise": paired(last - first, n_boot, seed),
            "label_effect": None, "no_new_labels": None, "doubling": None}  # fmt: skip
     reasons = []
     if no_new_labels_last is None:
@@ -114,7 +117,7 @@ def label_sensitivity(
         base = np.asarray(no_new_labels_last, float)
         s = min(base.size, last.size)
         out["no_new_labels"] = summary(base)
-        out["label_effect"] = _paired(last[:s] - base[:s], n_boot, seed)
+        out["label_effect"] = paired(last[:s] - base[:s], n_boot, seed)
         reasons.append(_label_effect_reason(out["label_effect"], labeled, min_rise))
     if doubled_last is None:
         reasons.append("the doubled-steps control was not run")
@@ -137,8 +140,9 @@ def _named(name: str) -> str:
 def positive_control(diff_aulc: dict | None, name: str) -> dict:
     """Control 2: does a selection known to help beat random sampling?
 
-    diff_aulc: the paired AULC difference to the baseline as `study_report.build` computes it
-    ({mean, ci: [lo, hi], p, n}; None entries for NaN), or None when the control has no results.
+    diff_aulc: the paired AULC difference to the baseline as `dal_jax.study.report.build`
+    computes it ({mean, ci: [lo, hi], p, n}; None entries for NaN), or None when the control
+    has no results.
     Returns a JSON-ready dict: name, applicable (True), diff, passed (CI above 0), reasons.
     """
     out = {"name": name, "applicable": True, "diff": diff_aulc, "passed": False, "reasons": []}
@@ -239,14 +243,14 @@ def report_part(controls: dict | None, results: dict, baseline: str, diff: dict,
 
     controls: {"label_sensitivity": {"no_new_labels_last": [S] or None, "doubled_last": [S] or
     None, "steps": shown as given} or None, "positive": a label or None, "kinds_available": bool,
-    optional "min_rise"}; None: no controls were run. results, baseline: as `study_report.build`
-    got them; diff: its cleaned paired differences to the baseline.
+    optional "min_rise"}; None: no controls were run. results, baseline: as
+    `dal_jax.study.report.build` got them; diff: its cleaned paired differences to the baseline.
     """
     if controls is None:
         return {"informative": None, "preamble": [NO_CONTROLS]}
     ls = controls.get("label_sensitivity") or {}
     own = sorted({int(r["labeled"]) for r in results[baseline]["rounds"]})
-    rs_acc = _matrices(results[baseline], own)[0]
+    rs_acc = matrices(results[baseline], own)[0]
     c1 = label_sensitivity(
         rs_acc, own, ls.get("no_new_labels_last"), ls.get("doubled_last"), n_boot, seed,
         min_rise=controls.get("min_rise", 0.10),

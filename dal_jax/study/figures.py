@@ -1,8 +1,9 @@
-"""The figures of an active-learning study report (see `dal_jax.study.report`): study.png
-(learning curves with 95 % confidence bands), per strategy selected.png (the images it picked),
-picks.png (what the picks hold against the pool) and controls.png (whether the study can see a
-selection effect at all).
-matplotlib draws to files only (the Agg backend), so no display is needed.
+"""The figures of an active-learning study report (see `dal_jax.study.report`) but its
+learning curves: per strategy selected.png (the images it picked), picks.png (what the picks
+hold against the pool) and controls.png (whether the study can see a selection effect at all).
+study.png is the learning-curve figure every run draws (`dal_jax.evaluation.plots.plot_curves`,
+with 95 % confidence bands). matplotlib draws to files only (the Agg backend), so no display
+is needed.
 """
 
 from __future__ import annotations
@@ -14,45 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dal_jax.study.report import summary
-
 DPI = 100
-
-
-def _curve(res: dict):
-    """results dict -> (labelled [T], mean [T], lo [T], hi [T]) in %, t-based 95 % CI."""
-    x = np.array([r["labeled"] for r in res["rounds"]], float)
-    stats = [summary(100 * np.array(r["accuracy"], dtype=float)) for r in res["rounds"]]
-    mean = np.array([s["mean"] for s in stats])
-    lo, hi = (np.clip(np.array([s["ci"][i] for s in stats]), 0, 100) for i in (0, 1))
-    return x, mean, lo, hi
-
-
-def plot(path, results: dict, baseline: str, upper: dict | None = None) -> None:
-    """study.png: accuracy (%) vs labelled count per label (every round it has): the mean over
-    seeds with a t-based 95 % CI band; the supervised upper bound as a dashed line."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
-    for label, res in results.items():
-        x, mean, lo, hi = _curve(res)
-        is_base = label == baseline
-        # The baseline on top, so a strategy equal to it does not hide it.
-        style = {"linewidth": 2.2, "color": "black", "zorder": 3} if is_base else {}
-        name = f"{label} (baseline)" if is_base else label
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name, **style)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
-    if upper is not None:
-        m = np.nanmean(100 * np.array(upper["accuracy"], dtype=float))
-        name = f"supervised, all {upper.get('labeled', '?')} labelled"
-        ax.axhline(m, linestyle="--", color="gray", linewidth=1, label=name)
-    first = next(iter(results.values()), {})
-    ax.set_xlabel("labelled images")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{first.get('dataset', '')}: mean and 95 % CI over seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def _selected_rows(results: dict, seed: int) -> list:

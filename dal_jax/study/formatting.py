@@ -1,7 +1,8 @@
 """How a study report's numbers are written: JSON-ready for study.json (`_clean`: NaN -> None),
 and in study.md and the terminal table as percentages, confidence intervals, p-values and
-markdown tables ('—' for None). Shared by `dal_jax.study.report`, `dal_jax.study.controls_report` and
-`dal_jax.study.picks`; imports none of them.
+markdown tables ('—' for None or NaN). Shared by `dal_jax.study.report`,
+`dal_jax.study.controls_report`, `dal_jax.study.picks` and `experiments.compare`
+(`mean_std_table`); imports none of them.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def _clean(x):
 
 
 def _fmt(x, spec: str) -> str:
-    """format(x, spec), '—' for None (NaN in the report)."""
-    return "—" if x is None else format(x, spec)
+    """format(x, spec), '—' for None (NaN in a cleaned report) and NaN."""
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 def _pct(x, signed=False) -> str:
@@ -44,8 +45,9 @@ def _p(r: dict) -> str:
     return _fmt(r["p"], ".3g")
 
 
-def _pm(r: dict) -> str:
-    return f"{_pct(r['mean'])} ± {_pct(r['std'])}"
+def _pm(r: dict | None) -> str:
+    """A {"mean", "std"} of fractions as "mean ± std" in percent; "" for None (no value)."""
+    return "" if r is None else f"{_pct(r['mean'])} ± {_pct(r['std'])}"
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -57,3 +59,13 @@ def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
 def _name(rep: dict, k: str) -> str:
     """A label as tables show it: controls are named so."""
     return f"{k} (control)" if k in rep.get("control_labels", ()) else k
+
+
+def mean_std_table(head: list[str], rows: list[tuple[list[str], list]]) -> list[str]:
+    """The lines of a markdown table of accuracies as mean ± std (%, one decimal).
+
+    head: [C] column names; rows: (leading cells [k], summaries [C - k]), a summary being a
+    dict with "mean" and "std" as fractions (None or NaN: '—'), or None for an empty cell
+    (e.g. a run without that round).
+    """
+    return _md_table(head, [lead + [_pm(s) for s in cells] for lead, cells in rows])

@@ -24,8 +24,9 @@ import numpy as np
 
 from dal_jax import strategies
 from dal_jax.data import pools
+from dal_jax.evaluation import plots
 from dal_jax.experiment import build, loop, results
-from dal_jax.experiment.workdir import check_workdir
+from dal_jax.experiment.workdir import check_workdir, claim
 from dal_jax.strategies import CONTROLS  # `run`'s argument `strategies` hides the module
 from dal_jax.study import controls as control_runs
 from dal_jax.study import figures as study_figures
@@ -76,14 +77,24 @@ def run(
     run the controls that show whether the study can see a selection effect (`dal_jax.study.controls`:
     no new labels, doubled steps; and the positive control "kinds" on pools whose object kinds
     are imbalanced).
+
+    One study at a time: the study holds ``workdir``'s lock (`claim`) throughout, so a second
+    study (or run) on the same folder is refused at once with a `WorkdirError` naming the
+    holder's pid, before it loads or writes anything; a lock left by a dead process does not
+    block.
     """
     workdir = pathlib.Path(workdir).expanduser()
     if alphas is not None:
         alphas = parse_alphas(alphas)
         if len(alphas) < 2:
             raise ValueError("an alpha study needs two or more alphas (e.g. --alpha=0,0.1)")
-    names = parse_strategies(strategies)
-    entries = _entries(config, names, alphas)
+    entries = _entries(config, parse_strategies(strategies), alphas)
+    with claim(workdir):
+        return _run(config, workdir, entries, progress, controls)
+
+
+def _run(config, workdir: pathlib.Path, entries: dict, progress: bool, controls: bool) -> dict:
+    """`run` once the folder is claimed: every entry, then the controls, then the report."""
     first = next(iter(entries.values()))
     # With per-trial splits the thumbnails show seed 0's own pool.
     ds = build.load_data(build.for_trial_split(first, 0) if first.split_from_seed else first)
@@ -94,26 +105,13 @@ def run(
     for folder, c in entries.items():
         if (workdir / folder).exists():
             check_workdir(workdir / folder, c)
-    trials = first.seeds if first.split_from_seed else 1  # then trials run one by one
     rs_steps = loop.round_steps(first, build.initial_count(first, ds))
-    per_entry = trials * sum(rs_steps)
+    per_entry = (first.seeds if first.split_from_seed else 1) * sum(rs_steps)  # trials one by one
     total = len(entries) * per_entry
     if control1:
         total += control_runs.control_steps(entries["rs"], rs_steps)
     bar = fit.progress_bar(total, f"study x{first.seeds} seeds", progress)
-    failed = {}
-    for i, (folder, c) in enumerate(entries.items()):
-        t0 = time.time()
-        try:
-            loop.run(c, workdir / folder, progress=progress, bar=bar)
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # noqa: BLE001 - one strategy's failure must not end the study
-            failed[folder] = f"{type(e).__name__}: {e}"
-            log.error("study: %s failed\n%s", folder, traceback.format_exc())
-        bar.n = (i + 1) * per_entry
-        bar.refresh()
-        bar.write(_finished_line(workdir / folder, folder, failed.get(folder), time.time() - t0))
+    failed = _run_entries(workdir, entries, progress, bar, per_entry)
     sensitivity = None
     if control1 and "rs" not in failed:
         t0 = time.time()
@@ -131,6 +129,24 @@ def run(
             "positive_why": not_positive,
         }
     return report(workdir, entries, ds, failed, ctl)
+
+
+def _run_entries(workdir: pathlib.Path, entries: dict, progress: bool, bar, per_entry) -> dict:
+    """Runs each entry in its folder, one after the other; returns entry -> why it failed."""
+    failed = {}
+    for i, (folder, c) in enumerate(entries.items()):
+        t0 = time.time()
+        try:
+            loop.run(c, workdir / folder, progress=progress, bar=bar)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one strategy's failure must not end the study
+            failed[folder] = f"{type(e).__name__}: {e}"
+            log.error("study: %s failed\n%s", folder, traceback.format_exc())
+        bar.n = (i + 1) * per_entry
+        bar.refresh()
+        bar.write(_finished_line(workdir / folder, folder, failed.get(folder), time.time() - t0))
+    return failed
 
 
 def _runs_controls(first, entries) -> bool:
@@ -155,16 +171,13 @@ def _finished_line(folder: pathlib.Path, name: str, error, seconds: float) -> st
 
 
 def _load_results(folder: pathlib.Path) -> dict:
-    """label -> results.json of an experiment folder (one per alpha of a grid)."""
-    out = {}
-    grid = folder / "alpha_study.json"
-    if grid.is_file():
-        for res in json.loads(grid.read_text()):
-            out[f"alpha {res['alpha']:g}"] = res
-    elif (folder / "results.json").is_file():
-        res = json.loads((folder / "results.json").read_text())
-        out[res["strategy"]] = res
-    return out
+    """label -> results.json of an experiment folder: its strategy, or per alpha of a grid
+    (``alpha_<a>/``) "alpha <a>" by increasing alpha."""
+    own = pathlib.Path(folder) / results.FILE
+    return {
+        res["strategy"] if path == own else f"alpha {res['alpha']:g}": res
+        for path, res in results.read_folder(folder).items()
+    }
 
 
 def report(workdir: pathlib.Path, entries: dict, ds, failed: dict, controls=None) -> dict:
@@ -222,8 +235,9 @@ def _baseline(found: dict) -> str:
 
 
 def write_report(directory, results: dict, baseline: str, upper: dict | None = None, **kw) -> dict:
-    """Writes study.json (atomically), study.md and study.png to ``directory``; returns the
-    report (`study_report.build`; kw: n_boot, seed, incomplete)."""
+    """Writes study.json (atomically), study.md and study.png (and picks.png, controls.png when
+    the report has them) to ``directory``; returns the report (`study_report.build`; kw:
+    n_boot, seed, incomplete, ...). upper: a supervised results dict or None."""
     out = pathlib.Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     rep = study_report.build(results, baseline, upper, **kw)
@@ -231,7 +245,9 @@ def write_report(directory, results: dict, baseline: str, upper: dict | None = N
     tmp.write_text(json.dumps(rep, indent=1, allow_nan=False))
     tmp.replace(out / "study.json")  # a reader never sees half a file
     (out / "study.md").write_text(study_report.markdown(rep))
-    study_figures.plot(out / "study.png", results, baseline, upper)
+    bound = {f"supervised, all {upper.get('labeled', '?')} labelled": upper} if upper else None
+    plots.plot_curves(out / "study.png", results, upper=bound, band="ci", baseline=baseline,
+                      seeds=False)  # fmt: skip
     if rep.get("picks"):
         study_figures.plot_picks(out / "picks.png", rep)
     if rep["controls"]["informative"] is not None:
