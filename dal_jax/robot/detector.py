@@ -112,32 +112,12 @@ class GraspDetector:
         )
 
     # ------------------------------------------------------------------------- frames
-    def _region(self, shape, roi) -> tuple[int, int, int]:
-        """(top, left, size) of the square region of a frame of ``shape`` (H, W)."""
-        h, w = shape
-        if roi is None:
-            size = min(self.image_size, h, w)
-            return (*preprocess.centre_origin(shape, size), size)
-        vals = [int(v) for v in roi]
-        if len(vals) == 4:
-            if vals[2] != vals[3]:
-                raise ValueError(f"roi must be square (top, left, size); got {tuple(vals)}")
-            vals = vals[:3]
-        if len(vals) != 3:
-            raise ValueError(f"roi must be (top, left, size); got {roi}")
-        top, left, size = vals
-        if size < models.SIZE_MULTIPLE or top < 0 or left < 0 or top + size > h or left + size > w:
-            raise ValueError(
-                f"roi (top, left, size) = {tuple(vals)} is not inside the {h}x{w} frame"
-            )
-        return top, left, size
-
     def _inputs(self, depth, rgb, roi):
         """-> (inpainted depth [N, N], network input [N, N, C], roi (top, left, size)); the
         first two are None when the region has no valid depth."""
         if min(depth.shape) < models.SIZE_MULTIPLE:
             raise ValueError(f"depth frame {depth.shape} is too small (under 12 px a side)")
-        top, left, size = self._region(depth.shape, roi)
+        top, left, size = region(depth.shape, roi, self.image_size)
         raw = depth[top : top + size, left : left + size]
         n = self.image_size
         missing = preprocess.missing_mask(raw)
@@ -150,25 +130,8 @@ class GraspDetector:
             return None, None, (top, left, size)
         x = preprocess.normalise_depth(filled)[..., None]
         if self.in_channels == 4:
-            x = np.concatenate([x, self._rgb_input(rgb, depth.shape, (top, left, size))], axis=-1)
+            x = np.concatenate([x, rgb_input(rgb, depth.shape, (top, left, size), n)], axis=-1)
         return filled, np.ascontiguousarray(x, np.float32), (top, left, size)
-
-    def _rgb_input(self, rgb, shape, roi) -> np.ndarray:
-        """The region's RGB channels [N, N, 3] float32 for an RGB-D model; ``rgb`` [H, W, 3]
-        (or 4) must be registered to the depth frame of ``shape`` (H, W)."""
-        if rgb is None:
-            raise ValueError("this checkpoint is RGB-D (4 input channels): pass rgb=")
-        rgb = np.asarray(rgb)
-        if rgb.ndim != 3 or rgb.shape[:2] != shape or rgb.shape[2] not in (3, 4):
-            raise ValueError(
-                f"rgb must be [H, W, 3] registered to the {shape} depth frame; "
-                f"got shape {rgb.shape}"
-            )
-        top, left, size = roi
-        im = rgb[top : top + size, left : left + size, :3]
-        if size != self.image_size:
-            im = frames.resize_area(im, self.image_size)
-        return preprocess.normalise_rgb(im)
 
     # ------------------------------------------------------------------------- grasps
     def analyse(
@@ -251,3 +214,40 @@ class GraspDetector:
           all-NaN or all-zero region is not an error: it returns [] (status "no valid depth").
         """
         return self.analyse(depth, rgb, roi, top_k, intrinsics).grasps
+
+
+def region(shape, roi, image_size: int) -> tuple[int, int, int]:
+    """(top, left, size) of the square region of a frame of ``shape`` (H, W): ``roi`` checked,
+    or the centred square of side min(image_size, H, W)."""
+    h, w = shape
+    if roi is None:
+        size = min(image_size, h, w)
+        return (*preprocess.centre_origin(shape, size), size)
+    vals = [int(v) for v in roi]
+    if len(vals) == 4:
+        if vals[2] != vals[3]:
+            raise ValueError(f"roi must be square (top, left, size); got {tuple(vals)}")
+        vals = vals[:3]
+    if len(vals) != 3:
+        raise ValueError(f"roi must be (top, left, size); got {roi}")
+    top, left, size = vals
+    if size < models.SIZE_MULTIPLE or top < 0 or left < 0 or top + size > h or left + size > w:
+        raise ValueError(f"roi (top, left, size) = {tuple(vals)} is not inside the {h}x{w} frame")
+    return top, left, size
+
+
+def rgb_input(rgb, shape, roi, image_size: int) -> np.ndarray:
+    """The region's RGB channels [N, N, 3] float32 for an RGB-D model; ``rgb`` [H, W, 3]
+    (or 4) must be registered to the depth frame of ``shape`` (H, W)."""
+    if rgb is None:
+        raise ValueError("this checkpoint is RGB-D (4 input channels): pass rgb=")
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[:2] != shape or rgb.shape[2] not in (3, 4):
+        raise ValueError(
+            f"rgb must be [H, W, 3] registered to the {shape} depth frame; got shape {rgb.shape}"
+        )
+    top, left, size = roi
+    im = rgb[top : top + size, left : left + size, :3]
+    if size != image_size:
+        im = frames.resize_area(im, image_size)
+    return preprocess.normalise_rgb(im)
