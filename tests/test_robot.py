@@ -59,7 +59,15 @@ def test_latest_slot_newest_wins_and_counts_drops():
     assert slot.get() is None and slot.put(3) is False
 
 
-def test_folder_replay_every_frame(det, frames_dir):
+def test_folder_replay_every_frame(det, frames_dir, monkeypatch):
+    from dal_jax.robot import detector
+
+    # The source converts each frame's depth units once; the detector does not again.
+    conversions = []
+    convert = detector.as_depth_metres
+    monkeypatch.setattr(
+        detector, "as_depth_metres", lambda *a: conversions.append(a) or convert(*a)
+    )
     src = robot.FolderSource(frames_dir)
     assert [p.name for p in src.files] == ["a_depth.tiff", "b_depth.png", "c_depth.npy"]
     buf = io.StringIO()
@@ -74,6 +82,9 @@ def test_folder_replay_every_frame(det, frames_dir):
         assert r["latency_ms"] >= r["detect_ms"] > 0
     s = stats.summary()
     assert s["processed"] == 3 and s["dropped"] == 0 and s["frames_in"] == 3
+    assert conversions == []
+    det.analyse(robot.read_depth(frames_dir / "a_depth.tiff"))  # a caller's frame: converted
+    assert len(conversions) == 1
     assert s["detect_ms"]["median"] <= s["detect_ms"]["max"]
 
 
@@ -83,7 +94,7 @@ class SlowDetector:
     def __init__(self):
         self.seen = []
 
-    def analyse(self, depth, rgb, roi, top_k, intrinsics):
+    def analyse(self, depth, rgb, roi, top_k, intrinsics, metres=False):
         self.seen.append(float(depth[0, 0]))
         time.sleep(0.04)
         return robot.Detection([], "no grasp", (0, 0, 1), {})

@@ -135,18 +135,27 @@ class GraspDetector:
 
     # ------------------------------------------------------------------------- grasps
     def analyse(
-        self, depth, rgb=None, roi=None, top_k: int = 1, intrinsics=None, maps: bool = False
+        self,
+        depth,
+        rgb=None,
+        roi=None,
+        top_k: int = 1,
+        intrinsics=None,
+        maps: bool = False,
+        metres: bool = False,
     ) -> Detection:
         """Detects grasps in one frame and reports how (see `detect` for the arguments).
 
         Returns a `Detection`; with ``maps=True`` it also holds the q / angle / width maps
         (postprocess.postprocess of the network output, [N, N]) and the inpainted region.
+        ``metres``: ``depth`` is already [H, W] float32 metres checked by `as_depth_metres`, as
+        every source's frames are, so the units rule is not applied a second time.
         """
         t0 = time.perf_counter()
         top_k = int(top_k)
         if not 1 <= top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be in 1..{MAX_TOP_K}; got {top_k}")
-        depth = as_depth_metres(depth)
+        depth = depth if metres else as_depth_metres(depth)
         intr = camera.parse_intrinsics(intrinsics) if intrinsics is not None else self.intrinsics
         filled, x, roi = self._inputs(depth, rgb, roi)
         t1 = time.perf_counter()

@@ -28,6 +28,9 @@ class Frame:
     index: int = 0
     arrived: float = 0.0  # time.perf_counter() when it entered the slot
     error: str | None = None
+    # True: ``depth`` is float32 metres from `dal_jax.data.frames.as_depth_metres` (the built-in
+    # sources convert every frame), so the detector does not convert it a second time.
+    metres: bool = False
 
 
 class WarnOnce:

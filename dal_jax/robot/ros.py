@@ -115,7 +115,7 @@ class RosSource:
                 print(f"bad frame from {self.topic}: {e}", file=sys.stderr)
                 on_frame(frames.Frame(None, None, stamp, self.topic, count[0], error=str(e)))
             else:
-                on_frame(frames.Frame(depth, None, stamp, self.topic, count[0]))
+                on_frame(frames.Frame(depth, None, stamp, self.topic, count[0], metres=True))
             count[0] += 1
 
         return callback

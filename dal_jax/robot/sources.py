@@ -56,7 +56,7 @@ class FolderSource:
                 print(f"skipping {p}: {e}", file=sys.stderr)
                 yield Frame(None, name=p.name, index=i, error=str(e))
                 continue
-            yield Frame(depth, rgb, None, p.name, i)
+            yield Frame(depth, rgb, None, p.name, i, metres=True)
 
 
 class NpzSource:
@@ -93,7 +93,7 @@ class NpzSource:
                 print(f"skipping {name}: {e}", file=sys.stderr)
                 yield Frame(None, None, stamp_i, name, i, error=str(e))
                 continue
-            yield Frame(d, None if rgb is None else rgb[i], stamp_i, name, i)
+            yield Frame(d, None if rgb is None else rgb[i], stamp_i, name, i, metres=True)
 
 
 def make_source(spec: str, fps: float | None = None, depth_scale: float | None = None):

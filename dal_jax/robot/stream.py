@@ -167,7 +167,9 @@ def _process(detector, frame: Frame, paced: bool, top_k, roi, intrinsics):
         status, grasps = f"error: {frame.error}", []
     else:
         try:
-            det = detector.analyse(frame.depth, frame.rgb, roi, top_k, intrinsics)
+            det = detector.analyse(
+                frame.depth, frame.rgb, roi, top_k, intrinsics, metres=frame.metres
+            )
             status, grasps = det.status, [g.to_dict() for g in det.grasps]
         except ValueError as e:
             status, grasps, failed = f"error: {e}", [], True
