@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from dal_jax.training import train
-from experiments.bench_round import _shares
+from experiments.bench.rounds import _shares
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ import re
 import pytest
 
 from dal_jax.data import sample_data
-from experiments import bench_inference, cli
+from experiments import cli
 from experiments import room_walkthrough as walk
+from experiments.bench import inference as bench_inference
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = "experiments/configs"
@@ -65,9 +66,10 @@ def test_sample_data_comes_from_the_flag_else_the_variable(tmp_path, monkeypatch
 
 
 def test_no_command_defaults_to_a_folder_outside_the_repository():
-    for path in sorted((REPO / "experiments").glob("*.py")):
-        assert "shared/data" not in re.sub(r"--sample_data=\S+", "", path.read_text()), path.name
-    assert "/work/" not in (REPO / "experiments" / "bench_inference.py").read_text()
+    for path in sorted((REPO / "experiments").rglob("*.py")):
+        text = re.sub(r"--sample_data=\S+", "", path.read_text())
+        assert "shared/data" not in text and "shared/peer" not in text, path
+    assert "/work/" not in (REPO / "experiments" / "bench" / "inference.py").read_text()
 
 
 def test_room_walkthrough_without_sample_data_is_one_line(tmp_path, monkeypatch, capsys):

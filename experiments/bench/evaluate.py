@@ -1,6 +1,6 @@
 """Benchmark of the batched rectangle-metric evaluation (`dal_jax.evaluation.metric.accuracy`).
 
-Run: ``python -m experiments.bench_evaluate`` (prints a JSON line).
+Run: ``python -m experiments.bench.evaluate`` (prints a JSON line).
 """
 
 from __future__ import annotations
@@ -62,4 +62,9 @@ def bench_evaluate(seeds: int = 10, n: int = 177, size: int = 300, gts: int = 30
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m experiments.bench.evaluate", description=__doc__.split("\n\n")[0]
+    ).parse_args()
     print(json.dumps(bench_evaluate()))

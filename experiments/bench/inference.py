@@ -11,7 +11,7 @@ table scene, with ~5% of the pixels turned into Kinect-like holes (3x3 blobs) so
 inpainting is paid as on a real camera. Random-init weights: the time does not depend on the
 values.
 
-Run: ``python -m experiments.bench_inference [--sample_data=DIR] [--peer=FILE]`` (prints one
+Run: ``python -m experiments.bench.inference [--sample_data=DIR] [--peer=FILE]`` (prints one
 JSON line per result).
 """
 
@@ -158,7 +158,7 @@ def bench_inference(reps: int = 50, frame=None, peer=None) -> list[dict]:
 def main(argv=None) -> int:
     """Prints one JSON line per result; 2 with one ``error:`` line for a sample-data folder
     without the Cornell frame or a missing --peer file."""
-    p = argparse.ArgumentParser(prog="python -m experiments.bench_inference")
+    p = argparse.ArgumentParser(prog="python -m experiments.bench.inference")
     p.add_argument(
         sample_data.FLAG,
         default=None,

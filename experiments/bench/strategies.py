@@ -1,6 +1,6 @@
 """Selection time per round for the six strategies at Cornell size.
 
-Run: ``python -m experiments.bench_strategies [--seeds 2] [--n 708] [--size 300] [--k 60]``
+Run: ``python -m experiments.bench.strategies [--seeds 2] [--n 708] [--size 300] [--k 60]``
 (prints one JSON line per strategy). States are freshly initialised: this measures selection,
 not training, and selection time does not depend on how well the networks are trained.
 """

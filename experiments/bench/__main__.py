@@ -27,10 +27,14 @@ import time
 from absl import app, flags
 
 BENCHES = ("train", "infer", "evaluate", "select", "detect", "strategy_train", "round")
-PEER = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peer" / "torch_ggcnn.py"
 
 _ONLY = flags.DEFINE_list("only", ["train", "infer"], f"Benchmarks to run, from {BENCHES}.")
 _PEER = flags.DEFINE_bool("peer", False, "Also run the PyTorch peer and print the ratios.")
+_PEER_SCRIPT = flags.DEFINE_string(
+    "peer_script",
+    os.environ.get("DAL_JAX_PEER", ""),
+    "With --peer: the PyTorch GG-CNN script it runs (default: $DAL_JAX_PEER).",
+)
 _SEEDS = flags.DEFINE_list("seeds", ["1", "10"], "Seed counts for the training benchmark.")
 _SIZE = flags.DEFINE_integer("size", 300, "Image size (a multiple of 12).")
 _BATCH = flags.DEFINE_integer("batch", 8, "Batch size per seed.")
@@ -117,12 +121,24 @@ def bench_infer(size: int, repeats: int = 50) -> dict:
     return {"bench": "infer", "impl": "jax", "size": size, "ms": 1000 * _median(times)}
 
 
-def bench_peer(size: int, batch: int, steps: int) -> dict | None:
-    """Runs ../shared/peer/torch_ggcnn.py in a subprocess (2 threads); None without torch."""
-    if not PEER.exists():
-        emit({"bench": "peer", "skipped": f"{PEER} not found"})
+def peer_script() -> pathlib.Path | None:
+    """The PyTorch peer's script (--peer_script or $DAL_JAX_PEER), or None, said in a record."""
+    if not _PEER_SCRIPT.value:
+        emit({"bench": "peer", "skipped": "no peer script: give --peer_script or $DAL_JAX_PEER"})
         return None
-    cmd = [sys.executable, str(PEER), "--size", str(size), "--batch", str(batch)]
+    path = pathlib.Path(_PEER_SCRIPT.value)
+    if not path.is_file():
+        emit({"bench": "peer", "skipped": f"{path} not found"})
+        return None
+    return path
+
+
+def bench_peer(size: int, batch: int, steps: int) -> dict | None:
+    """Runs the peer script in a subprocess (2 threads); None without it or without torch."""
+    script = peer_script()
+    if script is None:
+        return None
+    cmd = [sys.executable, str(script), "--size", str(size), "--batch", str(batch)]
     cmd += ["--steps", str(steps), "--threads", str(os.cpu_count() or 2)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -140,7 +156,7 @@ def main(argv):
         raise app.UsageError(f"unknown benchmark(s) {sorted(unknown)}; valid: {BENCHES}")
     frame = None
     if "detect" in only:
-        from experiments.bench_inference import cornell_frame
+        from experiments.bench.inference import cornell_frame
 
         try:  # checked before the other benchmarks run
             frame = cornell_frame()  # $DAL_JAX_SAMPLE_DATA's Cornell frame, else synthetic
@@ -156,29 +172,29 @@ def main(argv):
     if "infer" in only:
         results["infer"] = emit(bench_infer(size))
     if "evaluate" in only:
-        from experiments.bench_evaluate import bench_evaluate
+        from experiments.bench.evaluate import bench_evaluate
 
         emit(bench_evaluate())
     if "select" in only:
-        from experiments.bench_strategies import bench_strategies
+        from experiments.bench.strategies import bench_strategies
 
         for rec in bench_strategies():
             emit(rec)
     if "strategy_train" in only:
-        from experiments.bench_strategies import bench_strategy_training
+        from experiments.bench.strategies import bench_strategy_training
 
         bench_strategy_training(
             min(int(v) for v in _SEEDS.value), size, batch, max(3, _STEPS.value), _REPEATS.value
         )
     if "round" in only:
-        from experiments.bench_round import bench_round
+        from experiments.bench.rounds import bench_round
 
         for rec in bench_round(seeds=max(int(v) for v in _SEEDS.value), rounds=_ROUNDS.value):
             emit(rec)
     if "detect" in only:
-        from experiments.bench_inference import bench_inference
+        from experiments.bench.inference import bench_inference
 
-        peer = PEER if _PEER.value and PEER.exists() else None  # bench_peer says when absent
+        peer = peer_script() if _PEER.value else None
         for rec in bench_inference(frame=frame, peer=peer):
             emit(rec)
     _summarise(results, size, batch)
