@@ -282,7 +282,7 @@ def test_sharded_over_four_devices_equals_one_device(four_seeds_one_device, tmp_
 @pytest.mark.slow
 def test_two_hosts_with_jax_distributed_equal_one_device(four_seeds_one_device, tmp_path):
     results = _run_processes(tmp_path, 2)
-    assert results[0] == results[1]
+    assert untimed(results[0]) == untimed(results[1])
     assert_same_results(results[0], four_seeds_one_device)
     # The checkpoint both processes wrote is whole and restores in a single process.
     _, state, _, meta = checkpoint.restore(tmp_path)

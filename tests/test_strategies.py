@@ -16,7 +16,7 @@ from dal_jax.experiment import round_state
 from dal_jax.model import checkpoint, models
 from dal_jax.strategies import base, cs, gd, ll
 from dal_jax.training import train
-from dal_jax.training.plugin import HParams
+from dal_jax.training.plugin import HParams, StepInputs
 
 N, H, S, K = 30, 24, 2, 5
 CONFIGS = {
@@ -343,7 +343,7 @@ def test_ll_gradient_into_encoder_stops_after_fraction(pool):
 
     def grads(progress):
         def f(params, feats):
-            inp = train.StepInputs(
+            inp = StepInputs(
                 inputs, jnp.ones(8), inputs, jnp.ones(8), feats, None,
                 jnp.arange(8.0), jnp.asarray(progress),
             )  # fmt: skip
