@@ -52,6 +52,7 @@ def test_symmetries_move_the_maps_exactly_like_the_rectangles(flags):
     np.testing.assert_allclose(ya, expect, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_zoomed_maps_decode_to_the_transformed_ground_truth():
     """Random transforms with zoom: the grasp read from the augmented maps (as if they were a
     network's output) is the transformed ground-truth grasp: the rectangle metric accepts it,

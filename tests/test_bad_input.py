@@ -893,6 +893,7 @@ def _run_case(case: Case, ctx: Ctx, capsys):
         raise AssertionError(case.kind)
 
 
+@pytest.mark.slow
 def test_a_second_study_on_a_busy_workdir_is_refused_at_once(tmp_path):
     """python -m experiments.study on a --workdir whose lock a live process holds: one line on
     stderr naming the folder and the holder's pid, exit 2, before anything is loaded, and the

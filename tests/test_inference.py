@@ -224,6 +224,7 @@ def test_missing_and_corrupt_checkpoint(tmp_path):
     assert rc == 2
 
 
+@pytest.mark.slow
 def test_cornell_real_frames_end_to_end(shared_data, tmp_path, capsys):
     """The CLI on the real Cornell depth frames with a 300 px checkpoint: a grasp in the centre
     crop on something raised from the table, 3D position from the frame's depth, a PNG."""

@@ -391,6 +391,7 @@ def _smoke_cmd(workdir, *flags) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_a_dead_holders_lock_does_not_block(tmp_path):
     first = subprocess.Popen(
         _smoke_cmd(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

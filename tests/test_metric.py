@@ -158,6 +158,7 @@ def make_case(rng, n, size, g_max):
     return preds, gts, mask
 
 
+@pytest.mark.slow
 def test_decisions_identical_to_reference_1000_cases():
     rng = np.random.default_rng(2)
     s, n, size, g_max = 4, 250, 72, 30
@@ -189,6 +190,7 @@ def test_decisions_identical_to_reference_1000_cases():
     )
 
 
+@pytest.mark.slow
 def test_full_size_300_matches_reference():
     rng = np.random.default_rng(3)
     preds, gts, mask = make_case(rng, 4, 300, 30)
@@ -223,6 +225,7 @@ def test_identical_rectangle_succeeds_and_31_degrees_fails():
     assert _success((50, 50), 0.3 + math.radians(179), 40.0, gt)
 
 
+@pytest.mark.slow
 def test_iou_threshold_is_strict_and_counted_in_pixels():
     # Axis-aligned rectangles with integer corners: pred rows 40..60, cols 30..70
     # (21 x 41 = 861 px). A gt sharing rows 40..60 and k columns has IoU k / (82 - k).
@@ -254,6 +257,7 @@ def test_padding_never_counts():
 # --------------------------------------------------------------------------- near ties
 
 
+@pytest.mark.slow
 def test_near_ties_decided_like_reference():
     """End to end through `accuracy`: the ground truth is the reference grasp, so a wrong
     peak (the twin blob 30 px away) fails, and the exact fallback is exercised."""

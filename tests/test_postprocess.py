@@ -1,3 +1,5 @@
+import pytest
+
 """Post-processing (blur, peaks, detection, the certified fast top-1) against SciPy and
 scikit-image, the recipe of GG-CNN's reference evaluation."""
 
@@ -36,6 +38,7 @@ def test_blur_bit_identical_to_skimage():
         np.testing.assert_allclose(ang[k], ra, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_float32_blur_is_one_blur():
     """`blur_at` is the full blur at a pixel in either accumulator (the detector's windowed
     angle / width are the metric's float32 blur), and the float32 blur stays within the

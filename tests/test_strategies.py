@@ -86,7 +86,14 @@ def test_get_unknown_name_lists_valid_names():
     assert strategies.get("rs").plugins(train.TrainConfig.reference()) == ()
 
 
-@pytest.mark.parametrize("label", list(CONFIGS))
+# VAAL's and LL's contracts compile their networks' steps too (the slow tier runs them).
+SLOW_CONTRACTS = ("vaal", "ll")
+
+
+@pytest.mark.parametrize(
+    "label",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CONTRACTS else n for n in CONFIGS],
+)
 def test_contract(label, setups, pool):
     """k distinct unlabelled per seed; same key -> same picks; batched == seed by seed; new
     masks of the same shape reuse the compiled program."""
@@ -358,6 +365,7 @@ def test_ll_gradient_into_encoder_stops_after_fraction(pool):
         assert (to_encoder > 0) == flows
 
 
+@pytest.mark.slow
 def test_ll_module_trains_in_the_joint_step(setups, pool):
     """The trainer updates the loss-prediction module in its joint step and reports its loss."""
     _, trainer, states = setups("ll")

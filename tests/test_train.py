@@ -145,6 +145,7 @@ def test_plain_loss_falls_tenfold():
     assert last < first / 10, (first, last)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_run_and_step():
     trainer = train.Trainer(train.TrainConfig.reference(chunk_steps=4))
     keys = jax.random.split(jax.random.key(6), S)
