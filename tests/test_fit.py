@@ -101,6 +101,7 @@ def test_training_loss_rule_keeps_the_latest_chunk_near_the_lowest_loss(trainer)
     assert (info.diverged_at == -1).all() and np.isfinite(info.final_loss).all()
 
 
+@pytest.mark.slow
 def test_validation_rule_holds_images_out_and_keeps_the_best_chunk(trainer):
     c = types.SimpleNamespace(get={"val_fraction": 0.25, "val_min": 8}.get)
     masks = np.ones((R, N), bool)
@@ -122,6 +123,7 @@ def test_validation_rule_holds_images_out_and_keeps_the_best_chunk(trainer):
     assert none is None and (same == small).all()
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_flagged_and_the_other_trains_on(trainer):
     inputs = POOL.inputs.copy()
     inputs[-1] = np.nan  # only run 1 trains on this image

@@ -120,6 +120,7 @@ def test_bad_names_list_the_valid_ones(field, value, match, tmp_path):
 # An alpha grid in one program: tests/test_study.py (the alpha study).
 
 
+@pytest.mark.slow
 def test_compare_writes_figure_and_table(dal_run, tmp_path):
     wd, res = dal_run
     runs = compare.find_results([wd])
@@ -303,6 +304,7 @@ def _main_help(cwd):
     )
 
 
+@pytest.mark.slow
 def test_main_cli_help_and_bad_strategy():
     helped = _main_help(REPO)
     assert "--strategy" in helped.stdout and "--alpha" in helped.stdout
@@ -478,6 +480,7 @@ def test_budget_beyond_the_pool_is_refused_before_training(tmp_path, monkeypatch
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_main_runs_from_another_working_directory(tmp_path):
     helped = _main_help(tmp_path)
     assert "Traceback" not in helped.stderr and "--strategy" in helped.stdout, helped.stderr

@@ -106,6 +106,7 @@ def test_unknown_strategies_list_the_valid_ones():
     assert runner.parse_strategies(" DAL , rs") == ("dal", "rs")
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_an_unknown_strategy(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "experiments.study", "--strategies=rs,bogus", "--noprogress",
