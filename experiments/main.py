@@ -29,7 +29,9 @@ from experiments import cli, configs
 _CONFIG = cli.define_config(
     "Config file, optionally with a variant: experiments/configs/cornell.py:smoke."
 )
-_STRATEGY = flags.DEFINE_string("strategy", None, " | ".join(strategies.NAMES))
+_STRATEGY = flags.DEFINE_string(
+    "strategy", None, " | ".join(strategies.NAMES + strategies.VARIANTS)
+)
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (trials) run together.")
 _DATASET = flags.DEFINE_string("dataset", None, " | ".join(("auto", *configs.names())))
 _WORKDIR = flags.DEFINE_string(

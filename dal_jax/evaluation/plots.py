@@ -131,6 +131,7 @@ def plot_curves(
     band: str = "std",
     baseline: str | None = None,
     seeds: bool = True,
+    inset: dict | None = None,
 ):
     """The learning-curve figure: accuracy (%) vs labelled images, per run its mean over seeds
     and a band (`curve_band`: "std" or the study's "ci"), every round it has.
@@ -138,8 +139,9 @@ def plot_curves(
     runs: label -> results.json dict; upper: label -> results.json of ``experiments.train``
     (supervised on the whole pool), drawn as dashed lines. baseline: a label of ``runs`` drawn
     on top in black and named so. seeds: also every seed as a dot, runs flagged collapsed as a
-    red x, on the whole 0-100 % scale (without them the axis zooms to the curves). Writes a
-    PNG of 640 x 420 pixels to ``path``.
+    red x, on the whole 0-100 % scale (without them the axis zooms to the curves). inset:
+    label -> (labelled counts [T], DAL discriminator's held-out balanced accuracy [T]), drawn
+    as a small panel. Writes a PNG of 640 x 420 pixels to ``path``.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
     marked = False
@@ -164,7 +166,22 @@ def plot_curves(
         ax.set_ylim(-2, 102)
     ax.set_title(title or default[band])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left" if inset else "best")
+    if inset:
+        _disc_panel(ax, inset)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _disc_panel(ax, inset: dict) -> None:
+    """The small panel of DAL discriminators' held-out balanced accuracy per round."""
+    panel = ax.inset_axes([0.64, 0.07, 0.34, 0.3])
+    for label, (x, y) in inset.items():
+        y = [np.nan if v is None else v for v in y]
+        panel.plot(x, y, marker="o", markersize=2, linewidth=1, label=label)
+    panel.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    panel.set_ylim(0.3, 1.0)
+    panel.set_title("discriminator, held-out balanced acc.", fontsize=6)
+    panel.tick_params(labelsize=6)
+    panel.legend(fontsize=5, loc="upper left")

@@ -17,6 +17,7 @@ import numpy as np
 from dal_jax.evaluation import stats
 from dal_jax.experiment import results as results_file
 from dal_jax.study import controls_report as study_controls
+from dal_jax.study import discriminator as study_disc
 from dal_jax.study import picks as study_picks
 from dal_jax.study.formatting import _ci, _clean, _fmt, _md_table, _name, _p, _pct, mean_std_table
 
@@ -160,6 +161,7 @@ def build(
     }
     if pool_info is not None:
         rep["picks"] = {k: study_picks.pick_composition(r, pool_info) for k, r in results.items()}
+    rep["discriminator"] = study_disc.report_part(results, rep.get("picks"))
     rep = _clean(rep)
     rep["controls"] = study_controls.report_part(
         controls, results, baseline, rep["diff"], n_boot, seed
@@ -212,7 +214,7 @@ def markdown(rep: dict) -> str:
         ["strategy", "collapsed seeds", "collapsed (seed, round) cells"],
         [[_name(rep, k), _flag(c), f"{c['cells']}"] for k, c in rep["collapsed"].items()],
     )
-    out += [""] + study_picks.markdown(rep)
+    out += [""] + study_disc.markdown(rep) + study_picks.markdown(rep)
     return "\n".join(out).rstrip("\n") + "\n"
 
 

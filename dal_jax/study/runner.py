@@ -42,11 +42,12 @@ def parse_strategies(names) -> tuple[str, ...]:
     """'rs,dal' or a sequence -> names in the given order; ValueError listing the valid ones."""
     items = names.split(",") if isinstance(names, str) else list(names)
     items = [n.strip().lower() for n in items if n.strip()]
-    bad = [n for n in items if n not in strategies.NAMES]
+    valid = strategies.NAMES + strategies.VARIANTS
+    bad = [n for n in items if n not in valid]
     if bad or not items:
         raise ValueError(
             f"unknown strategy {', '.join(map(repr, bad)) or '(none given)'} in --strategies; "
-            f"valid: {', '.join(strategies.NAMES)}"
+            f"valid: {', '.join(valid)}"
         )
     if len(set(items)) != len(items):
         raise ValueError(f"--strategies={','.join(items)} names a strategy twice")
@@ -246,8 +247,12 @@ def write_report(directory, results: dict, baseline: str, upper: dict | None = N
     tmp.replace(out / "study.json")  # a reader never sees half a file
     (out / "study.md").write_text(study_report.markdown(rep))
     bound = {f"supervised, all {upper.get('labeled', '?')} labelled": upper} if upper else None
+    inset = {
+        k: ([r["labeled"] for r in d["rounds"]], [r["disc_acc"]["mean"] for r in d["rounds"]])
+        for k, d in rep.get("discriminator", {}).items()
+    }
     plots.plot_curves(out / "study.png", results, upper=bound, band="ci", baseline=baseline,
-                      seeds=False)  # fmt: skip
+                      seeds=False, inset=inset or None)  # fmt: skip
     if rep.get("picks"):
         study_figures.plot_picks(out / "picks.png", rep)
     if rep["controls"]["informative"] is not None:

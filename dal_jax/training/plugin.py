@@ -43,7 +43,8 @@ class StepInputs(NamedTuple):
     x_l [B, H, W, C], w_l [B] (1 for a real labelled sample, 0 for padding when fewer than B
     are labelled), x_u / w_u likewise for unlabelled samples; feats_l / feats_u the encoder
     features (differentiable into the encoder); task_loss [B] GG-CNN's per-sample loss;
-    progress in [0, 1]: the fraction of the training call's steps done.
+    progress in [0, 1]: the fraction of the training call's steps done; idx_l / idx_u [B] int32
+    the batches' pool indices (None where a caller has none).
     """
 
     x_l: jax.Array
@@ -54,6 +55,8 @@ class StepInputs(NamedTuple):
     feats_u: models.Features | None
     task_loss: jax.Array
     progress: jax.Array
+    idx_l: jax.Array | None = None
+    idx_u: jax.Array | None = None
 
 
 class Plugin:
@@ -90,6 +93,10 @@ class Plugin:
     def loss(self, params, inp: StepInputs, hparams: HParams) -> tuple[jax.Array, dict]:
         """A scalar added to the joint loss and a dict of scalar metrics."""
         return jnp.zeros(()), {}
+
+    def has_extra_update(self) -> bool:
+        """Whether ``extra_update`` does anything (the step program leaves it out if not)."""
+        return type(self).extra_update is not Plugin.extra_update
 
     def extra_update(self, params, opt_state, inp: StepInputs, key):
         """Separate optimisation steps after the joint one -> (params, opt_state, metrics)."""

@@ -144,14 +144,14 @@ class JointStep:
         return idx, weight
 
     def _joint_loss(self, params, batch, hparams, progress):
-        x_l, y_l, w_l, x_u, w_u = batch
+        x_l, y_l, w_l, x_u, w_u, idx_l, idx_u = batch
         maps, feats_l = self.model.apply({"params": params["ggcnn"]}, x_l)
         per_sample = ggcnn_loss(maps, y_l, self.config.pos_weight, self.config.weight_heads)
         gsp = (per_sample * w_l).sum() / jnp.maximum(w_l.sum(), 1.0)
         feats_u = None
         if self.needs_unlabelled_features:
             feats_u = self.model.apply({"params": params["ggcnn"]}, x_u, method=models.GGCNN.encode)
-        inp = StepInputs(x_l, w_l, x_u, w_u, feats_l, feats_u, per_sample, progress)
+        inp = StepInputs(x_l, w_l, x_u, w_u, feats_l, feats_u, per_sample, progress, idx_l, idx_u)
         total, metrics = gsp, {"gsp_loss": gsp}
         for p in self.plugins:
             term, m = p.loss(params[p.name], inp, hparams)
@@ -161,9 +161,9 @@ class JointStep:
         return total, (metrics, inp)
 
     def _batch(self, step, inputs, targets, mask, key):
-        """One run's batches for its step ``step``: (x_l, y_l, w_l, x_u, w_u) and the key left
-        for the plug-ins' extra updates. Pure gathers and elementwise work (vmapped over runs
-        in every form)."""
+        """One run's batches for its step ``step``: (x_l, y_l, w_l, x_u, w_u, idx_l, idx_u),
+        idx the batches' pool indices, and the key left for the plug-ins' extra updates. Pure
+        gathers and elementwise work (vmapped over runs in every form)."""
         key = jax.random.fold_in(key, step)
         k_l, k_u, k_x = jax.random.split(key, 3)
         idx_l, w_l = self._sample(k_l, mask)
@@ -178,7 +178,7 @@ class JointStep:
             x_l, y_l = augment.augment_batch(k_al, x_l, y_l, cfg.zoom_min)
             if self.needs_unlabelled:
                 x_u, _ = augment.augment_batch(k_au, x_u, None, cfg.zoom_min)
-        return (x_l, y_l, w_l, x_u, w_u), k_x
+        return (x_l, y_l, w_l, x_u, w_u, idx_l, idx_u), k_x
 
     def _progress(self, step, hparams, after: int = 0):
         """Fraction of this training call's steps done (``after`` = 1: after this step)."""
@@ -230,4 +230,4 @@ class JointStep:
 
     @functools.cached_property
     def _has_extra(self) -> bool:
-        return any(type(p).extra_update is not Plugin.extra_update for p in self.plugins)
+        return any(p.has_extra_update() for p in self.plugins)
