@@ -234,6 +234,22 @@ def _busy_workdir(ctx) -> pathlib.Path:
     return wd
 
 
+def _frames_prepared_then_changed(ctx) -> list[str]:
+    """argv preparing a frames folder that was prepared before and has since gained a frame of
+    another camera size."""
+    manual, data = ctx.tmp / "room", ctx.tmp / "tfds"
+    manual.mkdir()
+    for i in range(2):
+        depth = np.full((60, 80), 0.8 + i / 100, np.float32)
+        depth[10:30, 20:40] -= 0.1
+        tifffile.imwrite(manual / f"frame_00000{i}_depth.tiff", depth)
+    argv = ["--dataset=frames", f"--manual_dir={manual}", f"--data_dir={data}", "--set", "size=24"]
+    if prepare.main(argv) != 0:
+        raise AssertionError("preparing the first frames failed")
+    tifffile.imwrite(manual / "frame_000002_depth.tiff", np.full((40, 50), 0.8, np.float32))
+    return argv
+
+
 def _results_only_workdir(ctx) -> pathlib.Path:
     """A workdir holding only the results.json of a DAL run (its checkpoints deleted)."""
     wd = ctx.tmp / "results_only"
@@ -801,6 +817,28 @@ CASES += [
         lambda c: [f"--config={CONFIGS}/cornel.py:smoke"],
         rf"--config={CONFIGS}/cornel\.py:smoke: no such config file; config files: .*"
         rf"{CONFIGS}/cornell\.py",
+    ),
+    # 12. One study per workdir: a second one is refused at once, in one line.
+    Case(
+        "study-workdir-in-use",
+        "subprocess",
+        STUDY,
+        lambda c: [
+            f"--config={CONFIGS}/synthetic.py:smoke",
+            f"--workdir={_busy_workdir(c)}",
+            "--strategies=rs",
+        ],
+        rf"--workdir=.*busy is in use by another run \(pid {os.getpid()}: .+\); wait for it to "
+        r"end or choose another --workdir$",
+    ),
+    # 13. A prepared frames dataset whose folder changed is rebuilt; a rebuild that cannot be
+    # made keeps the dataset prepared before and says how to go on.
+    Case(
+        "prepare-frames-folder-changed-unbuildable",
+        "cli",
+        PREP,
+        _frames_prepared_then_changed,
+        r"--set roi=TOP,LEFT,SIDE; the dataset prepared before is kept$",
     ),
     Case(
         "config-nested-field-misspelt",
