@@ -145,6 +145,9 @@ def test_train_plain_from_a_dal_run(dal_run, tmp_path):
     wd, res = dal_run
     out = plain.train_plain_from(wd, 1, tmp_path, progress=False)
     assert out["labeled"] == 12
+    # Warm-started: the plain model goes through rounds 0 and 1 with the joint model's steps.
+    assert out["rounds_trained"] == [0, 1]
+    assert out["steps"] == [r["steps"] for r in res["rounds"][:2]]
     assert out["joint_accuracy"] == res["rounds"][1]["accuracy"]
     assert len(out["plain_accuracy"]) == 2
     assert json.loads((tmp_path / "plain_from.json").read_text()) == out
