@@ -144,13 +144,14 @@ def plot_curves(
     as a small panel. Writes a PNG of 640 x 420 pixels to ``path``.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=DPI)
-    marked = False
+    marked, colours = False, {}
     for label, res in runs.items():
         x, mean, lo, hi = curve_band(res, band)
         # The baseline on top, so a run equal to it does not hide it.
         style = {"linewidth": 2.2, "color": "black", "zorder": 3} if label == baseline else {}
         name = f"{label} (baseline)" if label == baseline else label
         (line,) = ax.plot(x, mean, marker="o", markersize=3, label=name, **style)
+        colours[label] = line.get_color()
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, linewidth=0)
         if seeds:
             marked = _draw_seeds(ax, x, res, line.get_color(), marked)
@@ -168,18 +169,20 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left" if inset else "best")
     if inset:
-        _disc_panel(ax, inset)
+        _disc_panel(ax, inset, colours)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def _disc_panel(ax, inset: dict) -> None:
-    """The small panel of DAL discriminators' held-out balanced accuracy per round."""
+def _disc_panel(ax, inset: dict, colours: dict) -> None:
+    """The small panel of DAL discriminators' held-out balanced accuracy per round, each in
+    its curve's colour."""
     panel = ax.inset_axes([0.64, 0.07, 0.34, 0.3])
     for label, (x, y) in inset.items():
         y = [np.nan if v is None else v for v in y]
-        panel.plot(x, y, marker="o", markersize=2, linewidth=1, label=label)
+        panel.plot(x, y, marker="o", markersize=2, linewidth=1, label=label,
+                   color=colours.get(label))  # fmt: skip
     panel.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     panel.set_ylim(0.3, 1.0)
     panel.set_title("discriminator, held-out balanced acc.", fontsize=6)
