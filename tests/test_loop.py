@@ -497,7 +497,8 @@ def test_main_runs_from_another_working_directory(tmp_path):
     )
     assert bad.returncode == 2, bad.stderr[-2000:]
     assert bad.stderr.strip() == (
-        "error: unknown strategy 'bogus'; valid: rs, gd, cs, ll, vaal, dal, kinds (control)"
+        "error: unknown strategy 'bogus'; valid: rs, gd, cs, ll, vaal, dal, dal_flat, dal_multi, "
+        "dal_adam, dal_steps5, dal_gissin, kinds (control)"
     )
 
 

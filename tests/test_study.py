@@ -114,7 +114,9 @@ def test_the_cli_refuses_an_unknown_strategy(tmp_path):
         cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert res.returncode == 2
-    assert res.stderr.strip().endswith("valid: rs, gd, cs, ll, vaal, dal"), res.stderr
+    assert res.stderr.strip().endswith(
+        "valid: rs, gd, cs, ll, vaal, dal, dal_flat, dal_multi, dal_adam, dal_steps5, dal_gissin"
+    ), res.stderr
 
 
 def _results(label, acc):
