@@ -65,19 +65,13 @@ def features(feats: models.Features, which: str):
 
 
 def feature_size(image_shape, which: str) -> int:
-    """D of `features` for images of ``image_shape`` (H, W, ...)."""
-    h, w = image_shape[0], image_shape[1]
-    sizes = []
-    for _, c, k, s, p in models.ENCODER:
-        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        sizes.append((h, w, c))
-    if which == "flat":
-        h, w, c = sizes[-1]
-        return h * w * c
-    if which == "multi":
-        return sum(2 * c for _, _, c in sizes)
+    """D of `features` for images of ``image_shape`` (H, W, C), from the encoder's own shapes
+    (`jax.eval_shape`: nothing is computed)."""
     check_choice("disc_input", which, INPUTS)
-    return 2 * sizes[-1][2]
+    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    encoder = models.Encoder()
+    feats = jax.eval_shape(lambda x: encoder.init_with_output(jax.random.key(0), x)[0], x)
+    return int(jax.eval_shape(lambda f: features(f, which), feats).shape[-1])
 
 
 def check_choice(field: str, value, valid) -> None:
