@@ -17,19 +17,7 @@ from dal_jax.study import report as study_report
 from dal_jax.training import train
 from dal_jax.training.plugin import HParams, StepInputs
 from tests.test_loop import smoke
-
-N, H, S = 30, 24, 2
-
-
-@pytest.fixture(scope="module")
-def pool():
-    rng = np.random.default_rng(0)
-    inputs = jnp.asarray(rng.normal(size=(N, H, H, 1)).astype(np.float32))
-    targets = jnp.asarray(rng.uniform(size=(N, H, H, 4)).astype(np.float32))
-    masks = np.zeros((S, N), bool)
-    masks[0, :8] = True
-    masks[1, 5:17] = True
-    return inputs, targets, masks, jax.random.split(jax.random.key(0), S)
+from tests.test_strategies import H, N, S, pool  # noqa: F401 - the shared tiny pool fixture
 
 
 # ------------------------------------------------------------------ the held-out share
@@ -91,7 +79,7 @@ def test_discriminator_report_uses_the_held_out_images_only():
 
 
 @pytest.mark.slow
-def test_held_out_images_leave_the_discriminator_untouched_in_training(pool):
+def test_held_out_images_leave_the_discriminator_untouched_in_training(pool):  # noqa: F811 - the imported fixture
     """With every pool image held out, joint training never moves the discriminator."""
     inputs, targets, masks, keys = pool
     strategy = strategies.get("dal", disc_holdout=0.9999)
