@@ -5,6 +5,7 @@ and a deployable model for your own data.
     python -m experiments.train --dataset=jacquard_subset --seeds=3 --workdir=runs/jq_sup
     python -m dal_jax.robot.detect --checkpoint=runs/synthetic_grasps_supervised --depth=f.tiff
     python -m experiments.train --dataset=jacquard_subset --leave_one_out --compare_to=CKPT
+    python -m experiments.train --dataset=cornell --init_from=runs/synthetic_grasps_supervised
 
 Every pool image is labelled; the recipe is the active-learning round's (steps from the
 labelled count, model choice on a validation split or the training loss, the collapse
@@ -28,6 +29,12 @@ _DATASET = flags.DEFINE_string("dataset", None, " | ".join(("auto", *configs.nam
 _SEEDS = flags.DEFINE_integer("seeds", 1, "Number of networks trained together (seeds).")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output folder (default runs/<dataset>_supervised)."
+)
+_INIT_FROM = flags.DEFINE_string(
+    "init_from",
+    None,
+    "Fine-tune a prior model instead of training from scratch: a run's or an experiments.train "
+    "workdir, or converted weights (e.g. a model trained on synthetic scenes, then the real pool).",
 )
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 _LOO = flags.DEFINE_bool(
@@ -57,7 +64,9 @@ def main(argv):
         print("error: --compare_to needs --leave_one_out", file=sys.stderr)
         sys.exit(2)
     try:
-        config = cli.config_from_flags(_CONFIG.value, {"dataset": _DATASET, "seeds": _SEEDS})
+        config = cli.config_from_flags(
+            _CONFIG.value, {"dataset": _DATASET, "seeds": _SEEDS, "init_from": _INIT_FROM}
+        )
         if _LOO.value:
             from dal_jax.experiment import holdout
 

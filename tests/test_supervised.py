@@ -85,6 +85,28 @@ def test_a_second_call_reuses_the_run_and_a_different_config_is_refused(sup_run)
     assert "different config" in other.stderr and "lr" in other.stderr
 
 
+@pytest.mark.slow
+def test_init_from_fine_tunes_the_prior_model(sup_run, tmp_path):
+    from dal_jax.experiment import supervised
+
+    wd, _ = sup_run
+    prior, _, prior_seed = checkpoint.load_ggcnn(wd)
+    c = synthetic.get_config("smoke")
+    c.seeds, c.init_from = 2, str(wd)
+    res = supervised.run(c, tmp_path, progress=False)
+    assert res["init_from"] == str(wd)
+    _, state, _, _ = checkpoint.restore(tmp_path)
+    tuned = np.asarray(state["params"]["ggcnn"]["encoder"]["conv1"]["kernel"])
+    start = np.asarray(prior["encoder"]["conv1"]["kernel"])
+    _, first, _, _ = checkpoint.restore(wd)
+    fresh = np.asarray(first["params"]["ggcnn"]["encoder"]["conv1"]["kernel"])[1 - prior_seed]
+    # Both seeds trained on from the prior: their weights moved, but stay nearer the prior than
+    # a network trained as long from its own initial weights.
+    for s in range(2):
+        assert not np.allclose(tuned[s], start)
+        assert np.abs(tuned[s] - start).mean() < np.abs(fresh - start).mean()
+
+
 def test_an_unprepared_dataset_says_how_to_prepare_it(tmp_path):
     p = _train_cli("--dataset=cornell", f"--workdir={tmp_path / 'wd'}")
     assert p.returncode == 2
@@ -104,6 +126,8 @@ def test_the_upper_bound_is_drawn_only_for_the_same_data_variant(tmp_path):
     study = tmp_path / "study"
     assert list(results.upper_bound(study, uniform)) == ["supervised, all 240 labelled"]
     assert results.upper_bound(study, longtail) == {}  # the uniform scenes' bound: not drawn
+    (sup / "results.json").write_text(json.dumps({**res, "init_from": "runs/synth"}))
+    assert results.upper_bound(study, uniform) == {}  # fine-tuned from a prior the run lacks
     del res["data_variant"]  # written before the variant was recorded: cannot be matched
     (sup / "results.json").write_text(json.dumps(res))
     assert results.upper_bound(study, uniform) == {}

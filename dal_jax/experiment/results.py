@@ -135,8 +135,8 @@ def upper_bound(workdir, c) -> dict:
     """The supervised full-pool result to draw on the curves: ``c.upper_bound`` (an
     ``experiments.train`` workdir), else ``<workdir>/../<dataset>_supervised`` if it exists.
     Returns {label: results}; empty when there is none, or it is for another dataset, image
-    size or data variant (e.g. the uniform synthetic scenes for a ``:longtail`` study), or it
-    predates the variant's record and so cannot be matched."""
+    size or data variant (e.g. the uniform synthetic scenes for a ``:longtail`` study), or
+    another ``init_from`` prior, or it predates the variant's record and so cannot be matched."""
     where = c.get("upper_bound") or pathlib.Path(workdir).parent / f"{c.dataset}_supervised"
     res = find_supervised(where)
     if res is None:
@@ -151,6 +151,10 @@ def upper_bound(workdir, c) -> dict:
         log.warning(
             "%s is for %s (rerun experiments.train for this one): no upper bound drawn", where, why
         )
+        return {}
+    if (res.get("init_from") or "") != (c.get("init_from") or ""):
+        # A fine-tuned model bounds only curves that started from the same prior.
+        log.warning("%s started from another prior model: no upper bound drawn", where)
         return {}
     return {f"supervised, all {res['labeled']} labelled": res}
 

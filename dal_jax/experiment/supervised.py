@@ -43,6 +43,7 @@ def results(c, accuracy, diag, steps: int, labelled: int, train_s: float) -> dic
         "collapsed": diag["collapsed"],
         "diagnostics": {k: v for k, v in diag.items() if k != "collapsed"},
         "train_s": round(train_s, 2),
+        "init_from": c.get("init_from") or None,  # the prior model fine-tuned, if any
     }
 
 
@@ -68,11 +69,21 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     trainer = build.trainer(c)
     grid, n = Grid((0.0,), c.seeds, c.seed), len(ds.pool)  # no discriminator: alpha unused
     masks = np.ones((grid.num_runs, n), bool)
+    shape = ds.pool.inputs.shape[1:]
+    # --init_from: fine-tune a prior model (e.g. one trained on synthetic scenes) on this pool.
+    states = fit.initial_states(trainer, grid, 0, shape, build.load_prior(c, trainer, shape))
     steps = supervised_steps(c, ds)
     bar = fit.progress_bar(steps, f"supervised x{c.seeds} seeds, {n} images", progress)
     t0 = time.time()
     states, info, _, val = fit.train_runs(
-        c, trainer, grid, ds.pool, masks, steps=steps, on_chunk=lambda d: bar.update(d - bar.n)
+        c,
+        trainer,
+        grid,
+        ds.pool,
+        masks,
+        states=states,
+        steps=steps,
+        on_chunk=lambda d: bar.update(d - bar.n),
     )
     bar.close()
     diag = fit.assess(trainer, states, ds.test, info)
