@@ -107,6 +107,21 @@ def test_init_from_fine_tunes_the_prior_model(sup_run, tmp_path):
         assert np.abs(tuned[s] - start).mean() < np.abs(fresh - start).mean()
 
 
+@pytest.mark.slow
+def test_the_validation_curve_is_recorded_and_the_kept_chunk_is_its_best(tmp_path):
+    from dal_jax.experiment import supervised
+
+    c = synthetic.get_config("smoke")
+    c.val_fraction, c.val_min, c.supervised_steps = 0.25, 4, 9
+    res = supervised.run(c, tmp_path, progress=False)
+    assert res["model_choice"] == "validation"
+    curve = res["validation_curve"]
+    assert curve["steps"] == [3, 6, 9]  # one entry per chunk of chunk_steps
+    per_seed = np.asarray(curve["accuracy"], np.float64)  # [chunks, seeds]
+    assert per_seed.shape == (3, c.seeds)
+    np.testing.assert_allclose(per_seed.max(axis=0), res["validation_accuracy"])
+
+
 def test_an_unprepared_dataset_says_how_to_prepare_it(tmp_path):
     p = _train_cli("--dataset=cornell", f"--workdir={tmp_path / 'wd'}")
     assert p.returncode == 2

@@ -92,6 +92,11 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     res["model_choice"] = info.rule
     if info.rule == "validation":  # the kept chunk's accuracy on the held-out pool images
         res["validation_accuracy"] = np.asarray(info.score, np.float64).tolist()
+        # Every chunk's held-out accuracy per seed: how a step budget is chosen on validation.
+        res["validation_curve"] = {
+            "steps": [int(done) for done, _ in info.curve],
+            "accuracy": [_finite_list(score) for _, score in info.curve],
+        }
     meta = build.checkpoint_meta(c, kind=KIND, strategy=None, accuracy=acc, num_pool=n)
     train_masks = masks.copy()
     if val is not None:
@@ -100,6 +105,11 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     write_json(workdir / "results.json", res)
     print(f"wrote {workdir / 'results.json'} and the checkpoint in {workdir}", flush=True)
     return res
+
+
+def _finite_list(a) -> list:
+    """[R] floats with non-finite entries (diverged runs) as None (JSON null)."""
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(a, np.float64)]
 
 
 def supervised_steps(c, ds) -> int:

@@ -101,13 +101,15 @@ class FitInfo:
     which the kept weights were taken (0: none, the run diverged in its first chunk), score
     [R] (validation accuracy, or minus the mean grasp loss of the kept chunk), final_loss [R]
     (mean loss of the last finite chunk), diverged_at [R] (the step of the first non-finite
-    loss, -1 if none)."""
+    loss, -1 if none), curve: every chunk's (step, score [R]), the curve the choice was made on
+    (-inf where a run had diverged)."""
 
     rule: str
     step: np.ndarray
     score: np.ndarray
     final_loss: np.ndarray
     diverged_at: np.ndarray
+    curve: list = dataclasses.field(default_factory=list)
 
 
 def fit(
@@ -126,6 +128,7 @@ def fit(
     best = {"params": None, "score": np.full(num_runs, -np.inf), "step": np.zeros(num_runs, int)}
     last = {"loss": np.full(num_runs, np.nan), "diverged": np.full(num_runs, -1)}
     lowest = np.full(num_runs, np.inf)  # the training-loss rule's lowest chunk loss so far
+    curve = []
 
     def after_chunk(done, metrics, st):
         # Host copies (st is donated to the next chunk; with several hosts, gathered).
@@ -154,6 +157,7 @@ def fit(
                 params,
                 best["params"],
             )
+        curve.append((done, score))
         best["score"] = np.where(better, score, best["score"])
         best["step"] = np.where(better, done, best["step"])
         last["loss"] = np.where(ok, loss.mean(axis=1), last["loss"])
@@ -177,6 +181,7 @@ def fit(
         best["score"],
         last["loss"],
         last["diverged"],
+        curve,
     )
     return states.replace(params=best["params"]), info
 
