@@ -189,7 +189,7 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
     acc = diag.pop("accuracy")
     own = ctx.strategy.diagnostics(ctx.trainer, states, ctx.pool.inputs, ls.masks)
     # NaN (nothing to measure, e.g. no held-out labelled image yet) is written as null.
-    diag.update({k: _finite_or_none(v) for k, v in own.items()})
+    diag.update({k: fit.finite_or_none(v) for k, v in own.items()})
     _log_divergence(ctx.grid, r, info)
     record = {
         "round": r,
@@ -208,10 +208,6 @@ def _train_round(ctx: _Context, ls: LoopState, bar) -> LoopState:
     if bad:
         log.warning("round %d: collapsed runs (no grasp on most test images): %s", r, bad)
     return dataclasses.replace(ls, round=r, states=states, history=[*ls.history, record])
-
-
-def _finite_or_none(values) -> list:
-    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, np.float64)]
 
 
 def _prior_record(ctx: _Context) -> dict:

@@ -95,7 +95,7 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
         # Every chunk's held-out accuracy per seed: how a step budget is chosen on validation.
         res["validation_curve"] = {
             "steps": [int(done) for done, _ in info.curve],
-            "accuracy": [_finite_list(score) for _, score in info.curve],
+            "accuracy": [fit.finite_or_none(score) for _, score in info.curve],
         }
     meta = build.checkpoint_meta(c, kind=KIND, strategy=None, accuracy=acc, num_pool=n)
     train_masks = masks.copy()
@@ -105,11 +105,6 @@ def _train(c, workdir: pathlib.Path, progress: bool) -> dict:
     write_json(workdir / "results.json", res)
     print(f"wrote {workdir / 'results.json'} and the checkpoint in {workdir}", flush=True)
     return res
-
-
-def _finite_list(a) -> list:
-    """[R] floats with non-finite entries (diverged runs) as None (JSON null)."""
-    return [float(v) if np.isfinite(v) else None for v in np.asarray(a, np.float64)]
 
 
 def supervised_steps(c, ds) -> int:

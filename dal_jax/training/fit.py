@@ -276,7 +276,7 @@ def assess(trainer: train.Trainer, states, test: pools.Pool, info: FitInfo | Non
         out["collapsed"] = [bool(c or bad) for c, bad in zip(out["collapsed"], lost)]
         out["q_max"] = [None if bad else q for q, bad in zip(out["q_max"], lost)]
         out.update(
-            final_loss=_finite_or_none(info.final_loss),
+            final_loss=finite_or_none(info.final_loss),
             kept_step=info.step.tolist(),
             diverged_at=info.diverged_at.tolist(),
         )
@@ -289,7 +289,8 @@ def mean_accuracy(values) -> float:
     return float(np.nanmean(a)) if np.isfinite(a).any() else float("nan")
 
 
-def _finite_or_none(values) -> list:
+def finite_or_none(values) -> list:
+    """[R] floats with non-finite entries (diverged runs) as None (JSON null)."""
     return [float(v) if np.isfinite(v) else None for v in np.asarray(values, np.float64)]
 
 
