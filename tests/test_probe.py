@@ -49,6 +49,12 @@ def test_the_cli_probes_every_seed_of_a_run_and_writes_its_json(tmp_path):
     assert all(0.0 <= a <= 1.0 for a in res["accuracy"]["pooled"])
     assert 0 < res["rare"] < res["images"]
     assert "held-out balanced accuracy" in p.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "experiments.probe", f"--workdir={tmp_path}", "--round=99"],
+        capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "no checkpoint for round 99" in bad.stderr and "available rounds" in bad.stderr
 
 
 def test_the_cli_refuses_an_unknown_input_in_one_line(tmp_path):

@@ -145,22 +145,29 @@ def rounds(workdir) -> list[int]:
         return sorted(mngr.all_steps())
 
 
+def _saved_round(workdir, round_index: int | None) -> int:
+    """``round_index`` (the latest when None) if ``workdir`` holds it; FileNotFoundError naming
+    the available rounds otherwise."""
+    available = rounds(workdir)
+    if not available:
+        raise FileNotFoundError(f"no checkpoint found under {checkpoint_dir(workdir)}")
+    if round_index is None:
+        return available[-1]
+    if round_index not in available:
+        raise FileNotFoundError(
+            f"no checkpoint for round {round_index} under {checkpoint_dir(workdir)}; "
+            f"available rounds: {available}"
+        )
+    return round_index
+
+
 def restore(workdir, round_index: int | None = None, state=None, arrays=None):
     """Restores a round (the latest when ``round_index`` is None).
 
     ``state`` / ``arrays``: templates (pytrees of arrays or ShapeDtypeStructs) to restore into;
     without them the raw trees of NumPy arrays come back. Returns (round, state, arrays, meta).
     """
-    available = rounds(workdir)
-    if not available:
-        raise FileNotFoundError(f"no checkpoint found under {checkpoint_dir(workdir)}")
-    if round_index is None:
-        round_index = available[-1]
-    if round_index not in available:
-        raise FileNotFoundError(
-            f"no checkpoint for round {round_index} under {checkpoint_dir(workdir)}; "
-            f"available rounds: {available}"
-        )
+    round_index = _saved_round(workdir, round_index)
     with _manager(workdir, create=False) as mngr:
         out = mngr.restore(
             round_index,
@@ -175,10 +182,7 @@ def restore(workdir, round_index: int | None = None, state=None, arrays=None):
 
 def restore_meta(workdir, round_index: int | None = None) -> tuple[int, dict]:
     """Only the JSON metadata of a round (the latest by default): (round, meta)."""
-    available = rounds(workdir)
-    if not available:
-        raise FileNotFoundError(f"no checkpoint found under {checkpoint_dir(workdir)}")
-    round_index = available[-1] if round_index is None else round_index
+    round_index = _saved_round(workdir, round_index)
     with _manager(workdir, create=False) as mngr:
         meta = mngr.restore(round_index, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     return round_index, meta["meta"]

@@ -30,6 +30,14 @@ def _shares(counts) -> np.ndarray:
         return c / c.sum()
 
 
+def rare_kinds(kinds) -> np.ndarray:
+    """kinds [N, K] object counts per pool image -> [K] bool: the kinds whose share of the
+    pool's objects is below 1/K (a pool without objects has none)."""
+    share = _shares(np.asarray(kinds).sum(0))
+    with np.errstate(invalid="ignore"):
+        return share < 1 / share.size
+
+
 # ---------------------------------------------------------------- composition
 
 
@@ -68,9 +76,8 @@ def pick_composition(results_for_label: dict, pool_info: dict) -> dict:
     """
     out, rare = {}, None
     if pool_info.get("kinds") is not None:
-        share = _shares(np.asarray(pool_info["kinds"]).sum(0))
-        rare = share < 1 / share.size
-        names = list(pool_info.get("kind_names") or [str(i) for i in range(share.size)])
+        rare = rare_kinds(pool_info["kinds"])
+        names = list(pool_info.get("kind_names") or [str(i) for i in range(rare.size)])
         out = {"kind_names": names, "rare_kinds": [k for k, r in zip(names, rare) if r]}
     n = _pool_size(pool_info)
     out["pool"] = {"images": n, **_describe(np.arange(n), pool_info, rare)}

@@ -22,16 +22,16 @@ from dal_jax.experiment import build
 from dal_jax.model import checkpoint
 from dal_jax.strategies import dal
 from dal_jax.strategies.dal_gissin import DALGissin, standardise
+from dal_jax.study import picks
 from dal_jax.training import fit
 from dal_jax.training.runs import Grid
 
 
 def rare_images(kinds) -> np.ndarray:
-    """kinds [N, K] object counts per image -> [N] bool: the image holds an object of a kind
-    whose share of the pool's objects is below 1/K (the study's rare kinds)."""
+    """kinds [N, K] object counts per image -> [N] bool: the image holds an object of one of
+    the study's rare kinds (`picks.rare_kinds`)."""
     kinds = np.asarray(kinds)
-    share = kinds.sum(0) / max(kinds.sum(), 1)
-    return (kinds[:, share < 1 / kinds.shape[1]] > 0).any(axis=1)
+    return (kinds[:, picks.rare_kinds(kinds)] > 0).any(axis=1)
 
 
 def separability(emb, target, key) -> np.ndarray:
@@ -53,7 +53,7 @@ def run(workdir, round_index: int | None = None, inputs=dal.INPUTS) -> dict:
     each discriminator input of ``inputs``. Returns {"round", "labeled", "images", "rare": rare
     images in the pool, "held_out": images scored, "accuracy": {input: [S]}}. ValueError when
     the run's pool records no object kinds."""
-    rnd, _, _, meta = checkpoint.restore(workdir, round_index)
+    rnd, meta = checkpoint.restore_meta(workdir, round_index)  # the config, before the arrays
     c = ml_collections.ConfigDict(meta["config"])
     ds = build.load_data(c)
     if ds.pool.kinds is None:
