@@ -6,13 +6,16 @@
     python -m experiments.bench --only=evaluate,select,detect
     python -m experiments.bench --only=strategy_train --size=96   # each strategy's step vs RS
     python -m experiments.bench --only=round    # the default job's round: train/eval/select/host
+    python -m experiments.bench --only=host     # only the host record every run starts with
 
 Training is timed with the recipe every experiment trains with (`TrainConfig`'s defaults: the
 fields of `dal_jax.training.train.RECIPE`, printed in each record), augmentation included.
 
 Timings are the median of repeated runs after compilation (compile time is reported
 separately). The machine is shared and noisy: compare ratios from one run, not absolute figures
-across runs.
+across runs. Like every experiment command, the benchmark runs on tcmalloc when the machine has
+it (`dal_jax.training.host_memory`; the first record names the allocator);
+``DAL_JAX_SYSTEM_MALLOC=1`` times glibc's malloc instead.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 
 from absl import app, flags
 
-BENCHES = ("train", "infer", "evaluate", "select", "detect", "strategy_train", "round")
+BENCHES = ("train", "infer", "evaluate", "select", "detect", "strategy_train", "round", "host")
 
 _ONLY = flags.DEFINE_list("only", ["train", "infer"], f"Benchmarks to run, from {BENCHES}.")
 _PEER = flags.DEFINE_bool("peer", False, "Also run the PyTorch peer and print the ratios.")
@@ -134,18 +137,34 @@ def peer_script() -> pathlib.Path | None:
 
 
 def bench_peer(size: int, batch: int, steps: int) -> dict | None:
-    """Runs the peer script in a subprocess (2 threads); None without it or without torch."""
+    """Runs the peer script in a subprocess (2 threads) on the allocator this process runs on
+    (a fair comparison: glibc's malloc slows PyTorch's step too, 2.6x at 300 px); None without
+    the script or without torch."""
+    from dal_jax.training import host_memory
+
     script = peer_script()
     if script is None:
         return None
     cmd = [sys.executable, str(script), "--size", str(size), "--batch", str(batch)]
     cmd += ["--steps", str(steps), "--threads", str(os.cpu_count() or 2)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {**os.environ, **host_memory.preload_env()}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         emit({"bench": "peer", "skipped": out.stderr.strip().splitlines()[-1:]})
         return None
     rec = json.loads(out.stdout.strip().splitlines()[-1])
     return {"bench": "peer", "impl": "torch", **rec}
+
+
+def host_record() -> dict:
+    """What the figures depend on besides the code: cores, jax, and the allocator the process
+    runs on (`dal_jax.training.host_memory`; the PyTorch peer runs on the same)."""
+    import jax
+
+    from dal_jax.training import host_memory
+
+    malloc = host_memory.in_effect()
+    return {"bench": "host", "cpus": os.cpu_count(), "jax": jax.__version__, "malloc": malloc}
 
 
 def main(argv):
@@ -154,6 +173,7 @@ def main(argv):
     unknown = only - set(BENCHES)
     if unknown:
         raise app.UsageError(f"unknown benchmark(s) {sorted(unknown)}; valid: {BENCHES}")
+    emit(host_record())
     frame = None
     if "detect" in only:
         from experiments.bench.inference import cornell_frame
