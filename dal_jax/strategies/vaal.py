@@ -12,12 +12,13 @@ the VAE's layout (four stride-2 convs to 2 x 2) is the reference's; GG-CNN's 300
 full size would need two more conv stages the reference does not have.
 
 Departures from the reference code, all for a 2-core CPU: the VAE is narrower (conv widths
-``widths`` 16-32-64-128, an eighth of the reference's 128-256-512-1024: 0.4 M parameters
+``widths`` 16-32-64-128, an eighth of the reference's 128-256-512-1024: 0.45 M parameters
 against 22.8 M; at 32-64-128-256 VAAL's step still cost 2.8-5x RS's at 96 px, its decoder alone
-about three times GG-CNN's multiply-adds, at 16-32-64-128 1.6-1.8x) and has no batch norm; both VAE steps of a task step reuse that step's batches (the reference draws a
+about three times GG-CNN's multiply-adds; at 16-32-64-128 1.3-2.0x, 1.6x pooled) and has no
+batch norm; both VAE steps of a task step reuse that step's batches (the reference draws a
 fresh batch for the second one). ``--config.strategies.vaal.widths`` restores the reference
-widths on a machine that can afford them. The VAE loss follows the reference: per-pixel mean squared error plus beta times
-the KL divergence summed over latent units and batch samples.
+widths on a machine that can afford them. The VAE loss follows the reference: per-pixel mean
+squared error plus beta times the KL divergence summed over latent units and batch samples.
 """
 
 from __future__ import annotations

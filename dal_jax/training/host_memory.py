@@ -7,7 +7,7 @@ batch 8). glibc serves an allocation that large from a thread with mmap and unma
 call ends, so every call faults its scratch memory in afresh, page by page: about 100,000 page
 faults per training step at 300 px, a fifth of the CPU time in the kernel. tcmalloc keeps
 freed memory for the next call. Measured (experiments/RESULTS.md, "Where the kernel time
-went"): training at 300 px 1.3x faster, at 96 px within noise to 1.1x, kernel time from 20 %
+went"): training at 300 px 1.4x faster, at 96 px within noise to 1.1x, kernel time from 14 %
 to 3 % of user time, compiles no slower. glibc's own tunables (one arena, no mmap) removed the
 faults too but made compiles and 96 px training slower, so they are not used.
 
