@@ -8,8 +8,9 @@ call ends, so every call faults its scratch memory in afresh, page by page: abou
 faults per training step at 300 px, a fifth of the CPU time in the kernel. tcmalloc keeps
 freed memory for the next call. Measured (experiments/RESULTS.md, "Where the kernel time
 went"): training at 300 px 1.4x faster, the README's default job (96 px, 10 seeds) in 10 min
-3 s instead of 11 min 56 s, kernel time from 14 % to 3 % of user time, compiles no slower. glibc's own tunables (one arena, no mmap) removed the
-faults too but made compiles and 96 px training slower, so they are not used.
+3 s instead of 11 min 56 s, kernel time from 14 % to 3 % of user time, compiles no slower.
+glibc's own tunables (one arena, no mmap) removed the faults too but made compiles and 96 px
+training slower, so they are not used.
 
 A preload takes effect only when a process starts, so an ``python -m experiments...`` command
 re-executes itself once with ``LD_PRELOAD`` set (`apply_to_command`); the re-executed process
