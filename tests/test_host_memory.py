@@ -26,13 +26,17 @@ LIB = "libtcmalloc_minimal.so.4"
         (["python", "-m"], {}, "glibc", LIB, False),
         (["python", "-m", "experiments.main"], {host_memory.OPT_OUT: "1"}, "glibc", LIB, False),
         (["python", "-m", "experiments.main"], {host_memory._MARK: LIB}, "glibc", LIB, False),
+        (["python", "-m", "experiments.main"], {"LD_PRELOAD": "x.so"}, "glibc", LIB, False),
         (["python", "-m", "experiments.main"], {}, "glibc", None, False),  # not installed
         (["python", "-m", "experiments.main"], {}, "", LIB, False),  # musl, macOS
     ],
 )
 def test_which_processes_re_execute(argv, environ, libc, lib, expected):
-    args = host_memory.reexec_args(argv, environ, libc, lib)
-    assert (args == argv[1:]) if expected else (args is None)
+    looked = []
+    plan = host_memory.reexec_args(argv, environ, libc, lambda: looked.append(1) or lib)
+    assert (plan == (argv[1:], lib)) if expected else (plan is None)
+    # The loader's cache is asked only for a command that would otherwise re-execute.
+    assert looked == ([1] if expected or lib is None else [])
 
 
 def test_the_re_executed_process_clears_the_preload_for_its_children(monkeypatch):

@@ -51,19 +51,22 @@ def preload_env() -> dict[str, str]:
     return {} if _allocator == "system" else {"LD_PRELOAD": _allocator}
 
 
-def reexec_args(orig_argv, environ, libc: str, tcmalloc: str | None) -> list[str] | None:
-    """The arguments to re-execute Python with (``orig_argv`` is ``sys.orig_argv``), or None
-    when not to: not an ``python -m experiments...`` command, opted out, already preloaded,
-    no tcmalloc, or not glibc (the preload replaces glibc's malloc)."""
-    if libc != "glibc" or not tcmalloc or environ.get(OPT_OUT) or environ.get(_MARK):
-        return None
+def reexec_args(orig_argv, environ, libc: str, find=find_tcmalloc):
+    """(arguments to re-execute Python with, the library to preload), or None when not to: not
+    an ``python -m experiments...`` command (``orig_argv`` is ``sys.orig_argv``), opted out,
+    already preloaded (by this module or by the user), not glibc (the preload replaces glibc's
+    malloc), or no tcmalloc. ``find`` (which asks the dynamic loader's cache) runs only when
+    everything else says yes, as most imports of the package are not commands."""
     args = list(orig_argv[1:])
     if "-m" not in args or args.index("-m") + 1 >= len(args):
         return None
     module = args[args.index("-m") + 1]
     if module != "experiments" and not module.startswith("experiments."):
         return None
-    return args
+    if libc != "glibc" or any(environ.get(k) for k in (OPT_OUT, _MARK, "LD_PRELOAD")):
+        return None
+    library = find()
+    return (args, library) if library else None
 
 
 def _mapped(library: str) -> bool:
@@ -84,11 +87,11 @@ def apply_to_command() -> None:
         if os.environ.get("LD_PRELOAD") == preloaded:
             del os.environ["LD_PRELOAD"]
         return
-    tcmalloc = find_tcmalloc() if platform.system() == "Linux" else None
-    args = reexec_args(getattr(sys, "orig_argv", []), os.environ, platform.libc_ver()[0], tcmalloc)
-    if args is None or os.environ.get("LD_PRELOAD"):  # never replace a user's own preload
+    plan = reexec_args(getattr(sys, "orig_argv", []), os.environ, platform.libc_ver()[0])
+    if plan is None:
         return
+    args, library = plan
     sys.stdout.flush()
     sys.stderr.flush()
-    os.environ.update({"LD_PRELOAD": tcmalloc, _MARK: tcmalloc})
+    os.environ.update({"LD_PRELOAD": library, _MARK: library})
     os.execv(sys.executable, [sys.executable, *args])
