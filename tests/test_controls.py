@@ -68,6 +68,16 @@ def test_unfinished_random_sampling_runs_no_control(tmp_path):
     assert controls.label_sensitivity(c, tmp_path / "rs", tmp_path / "controls", None) is None
 
 
+def test_controls_saved_with_alpha_as_text_are_still_reused():
+    c = build.resolve(smoke(strategy="rs"))
+    key = json.loads(json.dumps({"config": c.to_dict(), "rs_selected": [[1, 2]]}))
+    old = {**key, "config": {**key["config"], "alpha": "0.1"}}
+    assert controls._same_key(old, key)
+    assert not controls._same_key({**old, "rs_selected": [[1, 3]]}, key)
+    assert not controls._same_key({**old, "config": {**old["config"], "lr": 1.0}}, key)
+    assert not controls._same_key(None, key)
+
+
 def test_the_positive_control_applies_to_imbalanced_pools_only():
     kinds = np.zeros((40, 4), int)
     kinds[:30, 0] = 1  # 30 of one kind, 10 spread over two others, none of the fourth

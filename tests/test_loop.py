@@ -15,6 +15,7 @@ import pytest
 
 from dal_jax.experiment import build, loop, plain, workdir
 from dal_jax.model import checkpoint
+from dal_jax.training.runs import Grid
 from experiments import compare
 from experiments.configs import synthetic
 
@@ -92,6 +93,19 @@ def jax_leaves(tree):
     import jax
 
     return jax.tree.leaves(tree)
+
+
+def test_alpha_is_parsed_once_and_a_run_saved_with_alpha_as_text_resumes():
+    c = build.resolve(smoke(alpha="0, 0.5"))
+    assert c.alpha == (0.0, 0.5) and Grid.of(c).alphas == (0.0, 0.5)
+    assert build.resolve(c).alpha == (0.0, 0.5)
+    now = c.to_dict()
+    # Checkpoints written when resolved configs held alpha as canonical text.
+    assert workdir.config_diff({**now, "alpha": "0.0,0.5"}, now) == []
+    assert workdir.config_diff({**now, "alpha": "0.0,0.25"}, now) == ["alpha"]
+    assert workdir.saved_config({**now, "alpha": "0.0,0.5"})["alpha"] == [0.0, 0.5]
+    with pytest.raises(TypeError, match="takes a resolved config"):
+        Grid.of(smoke(alpha="0.1"))
 
 
 def test_refuses_to_resume_a_different_config(dal_run):

@@ -16,7 +16,7 @@ import numpy as np
 from dal_jax import strategies
 from dal_jax.data import pools
 from dal_jax.training import train
-from dal_jax.training.runs import Grid
+from dal_jax.training.runs import Grid, parse_alphas
 
 ORACLES = ("gt", "human")
 # Fields that may stay None: "no initial count" means the dataset's recorded initial set.
@@ -24,7 +24,8 @@ OPTIONAL = ("initial", "dataset_config", "data_dir")
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks names and values; returns a new, locked config with ``alpha`` normalised.
+    """Checks names and values; returns a new, locked config whose ``alpha`` is the tuple of
+    DAL weights (parsed here, once, from the text of ``--alpha`` / ``--config.alpha``).
 
     ValueError (one line, naming the field) for an unknown strategy, oracle or dataset, a field
     left unset, or a value out of range.
@@ -42,9 +43,11 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.strategy not in c.strategies:
         raise ValueError(f"the config has no settings section strategies.{c.strategy}")
     # A run records only its own strategy's settings (another's do not affect it).
-    c.strategies = ml_collections.ConfigDict({c.strategy: c.strategies[c.strategy].to_dict()})
+    strategy = {c.strategy: c.strategies[c.strategy].to_dict()}
+    c = ml_collections.ConfigDict(
+        {**c.to_dict(), "strategies": strategy, "alpha": parse_alphas(c.alpha)}
+    )
     grid = Grid.of(c)
-    c.alpha = ",".join(str(a) for a in grid.alphas)
     if c.seeds < 1 or c.rounds < 1 or c.budget < 1 or c.steps_per_round < 1:
         raise ValueError("seeds, rounds, budget and steps_per_round must all be >= 1")
     if c.image_size % 12:

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from dal_jax.experiment import build
-from dal_jax.experiment.workdir import claim
+from dal_jax.experiment.workdir import claim, saved_config
 from dal_jax.model import checkpoint
 from dal_jax.training import fit
 from dal_jax.training.runs import Grid
@@ -43,7 +43,7 @@ def _train_plain(src: pathlib.Path, round_index: int, workdir: pathlib.Path) -> 
     history = {rec["round"]: rec for rec in meta["history"]}
     if round_index not in history:
         raise ValueError(f"{src} has no finished round {round_index}; rounds: {sorted(history)}")
-    c = ml_collections.ConfigDict(meta["config"])
+    c = ml_collections.ConfigDict(saved_config(meta["config"]))
     grid = Grid.of(c)
     ds = build.load_data(c)
     # The same training images, validation images, keys and step counts as the joint model

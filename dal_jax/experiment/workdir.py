@@ -26,7 +26,7 @@ import time
 
 from dal_jax.experiment import results
 from dal_jax.model import checkpoint
-from dal_jax.training.runs import Grid
+from dal_jax.training.runs import Grid, parse_alphas
 
 LOCK_NAME = ".lock"
 # Config fields added after runs were first saved, with the value that does what runs did
@@ -133,11 +133,21 @@ def holder(path: pathlib.Path, wait: float = 2.0) -> str:
     return f"pid {pid.strip()}: {' '.join(command.split())}"
 
 
-def config_diff(saved: dict, current: dict) -> list[str]:
-    """Names of the fields (other than RESUMABLE_FIELDS) that differ, compared as JSON. The
-    strategy settings section is not named when the strategy itself differs. A field added
-    after ``saved`` was written counts as its `ADDED_FIELDS` value there."""
+def saved_config(saved: dict) -> dict:
+    """A config dict read from a checkpoint, in today's form: a field added after it was
+    written gets its `ADDED_FIELDS` value, and an ``alpha`` saved as text (before resolved
+    configs held the weights as numbers) becomes the list of weights. JSON types throughout."""
     saved = {**ADDED_FIELDS, **json.loads(json.dumps(saved))}
+    if isinstance(saved.get("alpha"), str):
+        saved["alpha"] = list(parse_alphas(saved["alpha"]))
+    return saved
+
+
+def config_diff(saved: dict, current: dict) -> list[str]:
+    """Names of the fields (other than RESUMABLE_FIELDS) that differ, compared as JSON, with
+    ``saved`` read by `saved_config`. The strategy settings section is not named when the
+    strategy itself differs."""
+    saved = saved_config(saved)
     current = json.loads(json.dumps(current))
     keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
     diff = sorted(k for k in keys if saved.get(k) != current.get(k))

@@ -28,6 +28,7 @@ import numpy as np
 
 from dal_jax import strategies
 from dal_jax.experiment import build, results
+from dal_jax.experiment.workdir import saved_config
 from dal_jax.training import fit
 from dal_jax.training.runs import Grid
 
@@ -98,8 +99,9 @@ def label_sensitivity(c, rs_dir, out_dir, ds, bar=None) -> dict | None:
     if len(rounds) < c.rounds:
         return None
     key = {"config": c.to_dict(), "rs_selected": [r.get("selected") for r in rounds]}
+    key = json.loads(json.dumps(key))
     saved = _read(out_dir / FILE)
-    if saved is not None and saved.get("key") == key:
+    if saved is not None and _same_key(saved.get("key"), key):
         return saved["result"]
     result = _train_controls(c, ds, rounds, bar)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +121,14 @@ def _advance(bar):
         return None
     base = bar.n
     return lambda done: bar.update(base + done - bar.n)
+
+
+def _same_key(saved, key: dict) -> bool:
+    """Whether a saved controls file was computed for ``key`` (its config read in today's
+    form, so that one saved before a config change of form still counts)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+        return False
+    return {**saved, "config": saved_config(saved["config"])} == key
 
 
 def _read(path: pathlib.Path):

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from dal_jax.experiment import build
+from dal_jax.experiment.workdir import saved_config
 from dal_jax.model import checkpoint
 from dal_jax.strategies import dal
 from dal_jax.strategies.dal_gissin import DALGissin, standardise
@@ -54,7 +55,7 @@ def run(workdir, round_index: int | None = None, inputs=dal.INPUTS) -> dict:
     images in the pool, "held_out": images scored, "accuracy": {input: [S]}}. ValueError when
     the run's pool records no object kinds."""
     rnd, meta = checkpoint.restore_meta(workdir, round_index)  # the config, before the arrays
-    c = ml_collections.ConfigDict(meta["config"])
+    c = ml_collections.ConfigDict(saved_config(meta["config"]))
     ds = build.load_data(c)
     if ds.pool.kinds is None:
         raise ValueError(f"{workdir}: its pool ({c.dataset}) records no object kinds to probe")

@@ -20,6 +20,7 @@ import pathlib
 import time
 import traceback
 
+import ml_collections
 import numpy as np
 
 from dal_jax import strategies
@@ -57,16 +58,14 @@ def parse_strategies(names) -> tuple[str, ...]:
 def _entries(config, names, alphas) -> dict:
     """folder -> resolved config of every experiment of the study."""
     if alphas is not None:
-        c = build.resolve(_with(config, strategy="dal", alpha=",".join(map(str, alphas))))
+        c = build.resolve(_with(config, strategy="dal", alpha=alphas))
         return {ALPHA_FOLDER: c}
     return {n: build.resolve(_with(config, strategy=n)) for n in names}
 
 
 def _with(config, **fields):
-    c = config.copy_and_resolve_references()
-    for k, v in fields.items():
-        c[k] = v
-    return c
+    """A copy of ``config`` with ``fields`` replaced (``alpha`` by the parsed weights)."""
+    return ml_collections.ConfigDict({**config.to_dict(), **fields})
 
 
 def run(

@@ -65,9 +65,14 @@ class Grid:
 
     @classmethod
     def of(cls, c) -> Grid:
-        """The grid of a resolved config (its ``alpha`` is a float or a tuple of floats)."""
-        alphas = c.alpha if isinstance(c.alpha, tuple) else parse_alphas(c.alpha)
-        return cls(tuple(alphas), int(c.seeds), int(c.seed))
+        """The grid of a resolved config (`dal_jax.experiment.build.resolve`), whose ``alpha``
+        holds the DAL weights as numbers (a saved config's as a JSON list)."""
+        if isinstance(c.alpha, str):
+            raise TypeError(
+                f"Grid.of takes a resolved config; its alpha is still the text {c.alpha!r} "
+                "(build.resolve parses it)"
+            )
+        return cls(tuple(float(a) for a in c.alpha), int(c.seeds), int(c.seed))
 
     @property
     def groups(self) -> int:
