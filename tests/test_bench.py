@@ -11,6 +11,7 @@ import pytest
 
 from dal_jax.training import train
 from experiments.bench.rounds import _shares
+from experiments.bench.strategies import bench_strategy_training
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -40,3 +41,21 @@ def test_the_training_benchmark_times_the_experiments_recipe():
     assert rec["recipe"] == {name: getattr(train.TrainConfig, name) for name in train.RECIPE}
     assert rec["recipe"]["augment"] and rec["recipe"]["input_scale"] == 10.0
     assert rec["img_per_s"] > 0
+
+
+def test_strategy_steps_are_timed_in_turn_and_their_ratio_within_each_turn(monkeypatch):
+    calls, chunk = [], train.Trainer.train_chunk
+
+    def recorded(self, *args):
+        calls.append("dal" if self.plugins else "rs")
+        return chunk(self, *args)
+
+    monkeypatch.setattr(train.Trainer, "train_chunk", recorded)
+    rows = bench_strategy_training(seeds=1, size=48, batch=2, steps=3, repeats=3, names=["dal"])
+    # RS is always timed (the ratios need it); compiles first, then one chunk each per repeat.
+    assert calls == ["rs", "dal"] + ["rs", "dal"] * 3
+    rs, dal = rows
+    assert (rs["strategy"], dal["strategy"]) == ("rs", "dal")
+    assert rs["vs_rs"] == 1.0 and rs["vs_rs_range"] == [1.0, 1.0]
+    lo, hi = dal["vs_rs_range"]
+    assert 0 < lo <= dal["vs_rs"] <= hi and dal["repeats"] == 3 and dal["ms_per_run_step"] > 0

@@ -4,7 +4,7 @@
     python -m experiments.bench --peer          # plus the PyTorch peer and the ratios
     python -m experiments.bench --only=train --seeds=1,10 --size=300
     python -m experiments.bench --only=evaluate,select,detect
-    python -m experiments.bench --only=strategy_train --size=96   # each strategy's step vs RS
+    python -m experiments.bench --only=strategy_train --size=96 --repeats=9  # strategies vs RS
     python -m experiments.bench --only=round    # the default job's round: train/eval/select/host
     python -m experiments.bench --only=host     # only the host record every run starts with
 
@@ -42,7 +42,9 @@ _SEEDS = flags.DEFINE_list("seeds", ["1", "10"], "Seed counts for the training b
 _SIZE = flags.DEFINE_integer("size", 300, "Image size (a multiple of 12).")
 _BATCH = flags.DEFINE_integer("batch", 8, "Batch size per seed.")
 _STEPS = flags.DEFINE_integer("steps", 4, "Timed training steps per repeat.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the median is reported).")
+_REPEATS = flags.DEFINE_integer(
+    "repeats", 3, "Timed repeats (the median is reported; strategy_train takes them in turn)."
+)
 _ROUNDS = flags.DEFINE_integer(
     "round_rounds", 2, "With --only=round: rounds of the default job to run (it has 5)."
 )

@@ -65,10 +65,15 @@ def bench_strategy_training(
 ) -> list[dict]:
     """Training cost of each strategy: milliseconds per run and step of its joint training step
     (GG-CNN plus the strategy's own networks: DAL's discriminator, LL's loss module, VAAL's
-    VAE and discriminator) at ``size`` px, and the ratio to RS (plain GG-CNN) measured in the
-    same call. A study's time is mostly these steps, so the ratios say what each strategy adds.
-    Returns a list of {"bench": "strategy_train", "strategy", "size", "seeds", "ms_per_run_step",
-    "vs_rs", "compile_s"}.
+    VAE and discriminator) at ``size`` px, and its ratio to RS (plain GG-CNN), which is always
+    timed. A study's time is mostly these steps, so the ratios say what each strategy adds.
+
+    Every strategy is compiled first; then each repeat times one chunk of ``steps`` steps of
+    every strategy in turn, so that a slow spell of the shared machine falls on all of them
+    alike. "ms_per_run_step" is a strategy's median over the repeats, "vs_rs" the median of its
+    per-repeat ratios to RS's chunk of the same repeat, with their smallest and largest
+    ("vs_rs_range"). Returns a list of {"bench": "strategy_train", "strategy", "size", "seeds",
+    "repeats", "ms_per_run_step", "vs_rs", "vs_rs_range", "compile_s"}.
     """
     import jax
     import jax.numpy as jnp
@@ -85,32 +90,49 @@ def bench_strategy_training(
     masks = jnp.asarray(rng.random((seeds, n)) < 0.3)
     keys = jax.random.split(jax.random.key(0), seeds)
     hp = HParams(jnp.full(seeds, 0.1), num_steps=jnp.full(seeds, 1000.0))
-    rows, base = [], None
-    for name in names or strategies.NAMES:
-        strategy = strategies.get(name)
+    names = ["rs"] + [m for m in (names or strategies.NAMES) if m != "rs"]
+    trainers, states, first, chunks = {}, {}, {}, {name: [] for name in names}
+
+    def chunk(name):
+        t = time.perf_counter()
+        states[name], m = trainers[name].train_chunk(
+            states[name], inputs, targets, masks, hp, keys, steps
+        )
+        jax.block_until_ready(m)
+        return time.perf_counter() - t
+
+    for name in names:
         cfg = train.TrainConfig(batch_size=batch, chunk_steps=steps)
-        trainer = train.Trainer(cfg, strategy.plugins(cfg))
-        states = trainer.init_states(keys, (size, size, 1))
-        times = []
-        for _ in range(repeats + 1):
-            t = time.perf_counter()
-            states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
-            jax.block_until_ready(m)
-            times.append(time.perf_counter() - t)
-        ms = 1000 * sorted(times[1:])[len(times[1:]) // 2] / steps / seeds
-        base = ms if name == "rs" else base
+        trainers[name] = train.Trainer(cfg, strategies.get(name).plugins(cfg))
+        states[name] = trainers[name].init_states(keys, (size, size, 1))
+        first[name] = chunk(name)
+    for _ in range(repeats):
+        for name in names:
+            chunks[name].append(chunk(name))
+    rows = []
+    for name in names:
+        ratios = sorted(t / r for t, r in zip(chunks[name], chunks["rs"]))
+        ms = 1000 * _median(chunks[name]) / steps / seeds
         row = {
             "bench": "strategy_train",
             "strategy": name,
             "size": size,
             "seeds": seeds,
+            "repeats": repeats,
             "ms_per_run_step": round(ms, 1),
-            "vs_rs": None if base is None else round(ms / base, 2),
-            "compile_s": round(times[0] - ms * steps * seeds / 1000, 1),
+            "vs_rs": round(_median(ratios), 2),
+            "vs_rs_range": [round(ratios[0], 2), round(ratios[-1], 2)],
+            "compile_s": round(first[name] - _median(chunks[name]), 1),
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def main(argv=None):
