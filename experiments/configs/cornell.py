@@ -88,7 +88,8 @@ def shared(c):
     # about 1.8 steps/s on a 2-core CPU, so 3 x 336 steps a seed is about 560 s of RS and
     # (7.5 + 1.0) x 560 s = 79 minutes of training (with the 8.3 x measured for the six
     # strategies on the synthetic set, 87), under the 90-minute target. Four rounds at this
-    # budget would take about 103.
+    # budget would take about 103. Measured alone with VAAL's narrowed VAE: 64 min 41 s
+    # (experiments/RESULTS.md "The study re-run alone").
     c.initial = 8
     c.budget = 16
     c.rounds = 3
