@@ -1,5 +1,6 @@
 """experiments.main / dal_jax.experiment.loop: smoke runs, resume, results schema, alpha grids, sharding."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -348,9 +349,10 @@ def test_ctrl_c_stops_cleanly_and_the_resumed_run_matches(dal_run, tmp_path):
         f"--workdir={tmp_path}",
         "--noprogress",
     ]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    with _ctrl_c_as_from_a_terminal():
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     deadline = time.time() + 300
     while not (tmp_path / "checkpoints" / "0").exists() and proc.poll() is None:
         assert time.time() < deadline, "round 0 never finished"
@@ -520,14 +522,21 @@ def test_main_runs_from_another_working_directory(tmp_path):
 _INTERRUPT_IN_COMPILE = """
 import os, signal, sys, threading
 sys.path.insert(0, {repo!r})
+blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+print(f"SIGINT at start: {{signal.getsignal(signal.SIGINT)}}, blocked {{blocked}}", flush=True)
 from jax._src import compiler  # private: where every XLA compile of jax goes through
 compile_and_load = compiler.backend_compile_and_load
 
-def interrupted(*args, **kwargs):
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+def ctrl_c(module, thread):
+    name = str(module.operation.attributes["sym_name"])
+    os.write(1, f"SIGINT sent during a compile of {{name}} in {{thread}}\\n".encode())
+    os.kill(os.getpid(), signal.SIGINT)
+
+def interrupted(backend, module, *args, **kwargs):
+    timer = threading.Timer(0.5, ctrl_c, (module, threading.current_thread().name))
     timer.start()
     try:
-        return compile_and_load(*args, **kwargs)
+        return compile_and_load(backend, module, *args, **kwargs)
     finally:
         timer.cancel()
 
@@ -538,18 +547,34 @@ app.run(main.main)
 """
 
 
+@contextlib.contextmanager
+def _ctrl_c_as_from_a_terminal():
+    """Children started inside get Ctrl-C's default action, as a shell starts them. A child
+    inherits an ignored SIGINT, and earlier in-process tests leave pytest's ignored (in the
+    fast tier every Ctrl-C sent to the child was lost and the run finished); a handler is not
+    inherited."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_during_a_compile_exits_130_with_one_line(tmp_path):
     script = _INTERRUPT_IN_COMPILE.format(repo=str(REPO))
-    res = subprocess.run(
-        [sys.executable, "-c", script, *_smoke_cmd(tmp_path)[3:]],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    for attempt in range(3):
+        cmd = [sys.executable, "-c", script, *_smoke_cmd(tmp_path / str(attempt))[3:]]
+        with _ctrl_c_as_from_a_terminal():
+            res = subprocess.run(
+                cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+            )
+        # A run in which no compile outlasted the 0.5 s timer was never interrupted; only a
+        # run that was sent the Ctrl-C says anything.
+        if "SIGINT sent" in res.stdout:
+            break
+    assert "SIGINT sent" in res.stdout, "no compile lasted 0.5 s in 3 runs"
     # It used to end in "Fatal Python error: Segmentation fault" (exit 139) at teardown.
-    assert res.returncode == 130, res.stderr[-3000:]
+    assert res.returncode == 130, res.stdout[-2000:] + res.stderr[-3000:]
     assert "Fatal Python error" not in res.stderr and "Traceback" not in res.stderr
     assert res.stderr.strip().endswith("run the same command to resume.")
 

@@ -66,7 +66,8 @@ def shared(c):
     --config.val_min=10``), it scores 62.5 / 50.0 / 43.8% (mean 52.1%): not better.
     Fine-tuned from a model trained on the synthetic scenes (``experiments.train
     --init_from``), the held-out accuracy rises by 12 points on every seed, but the test
-    crops do not follow (1344 steps on all 64 images: 53.8%, 10 seeds). The
+    crops do not follow (1344 steps on all 64 images: 53.8%, 10 seeds); at 144 px the
+    held-out accuracy rises by 4 points and the test crops give 55.0% (10 seeds). The
     six-strategy study on this protocol (experiments/RESULTS.md) finds that labels add too little
     here for it to tell strategies apart.
     """
