@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 
@@ -112,7 +113,7 @@ def bench_strategy_training(
     rows = []
     for name in names:
         ratios = sorted(t / r for t, r in zip(chunks[name], chunks["rs"]))
-        ms = 1000 * _median(chunks[name]) / steps / seeds
+        ms = 1000 * statistics.median(chunks[name]) / steps / seeds
         row = {
             "bench": "strategy_train",
             "strategy": name,
@@ -120,19 +121,13 @@ def bench_strategy_training(
             "seeds": seeds,
             "repeats": repeats,
             "ms_per_run_step": round(ms, 1),
-            "vs_rs": round(_median(ratios), 2),
+            "vs_rs": round(statistics.median(ratios), 2),
             "vs_rs_range": [round(ratios[0], 2), round(ratios[-1], 2)],
-            "compile_s": round(first[name] - _median(chunks[name]), 1),
+            "compile_s": round(first[name] - statistics.median(chunks[name]), 1),
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
-
-
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    mid = len(xs) // 2
-    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def main(argv=None):
