@@ -549,10 +549,10 @@ app.run(main.main)
 
 @contextlib.contextmanager
 def _ctrl_c_as_from_a_terminal():
-    """Children started inside get Ctrl-C's default action, as a shell starts them. A child
-    inherits an ignored SIGINT, and earlier in-process tests leave pytest's ignored (in the
-    fast tier every Ctrl-C sent to the child was lost and the run finished); a handler is not
-    inherited."""
+    """Children started inside get Ctrl-C's default action, as a terminal gives it. A child
+    inherits an ignored SIGINT, and pytest started as a background job (``pytest ... &``)
+    has it ignored: every Ctrl-C sent to the child was lost and the run finished. A handler
+    is not inherited across exec, so installing one here gives the child the default."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
