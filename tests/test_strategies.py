@@ -388,6 +388,27 @@ def test_random_subset_size():
 
 
 # ------------------------------------------------------------------------------ VAAL
+def test_vae_encoder_conv_is_flax_conv_in_a_faster_form():
+    """The VAE's strided conv has nn.Conv's parameters (names, shapes, initial values: saved
+    VAEs load unchanged) and computes nn.Conv's function, and so does its gradient."""
+    from dal_jax.strategies import vaal
+
+    x = jax.random.normal(jax.random.key(1), (3, 16, 16, 5))
+    flax_conv = vaal.nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))
+    ours = vaal.StridedConv(7)
+    params, own = flax_conv.init(jax.random.key(2), x), ours.init(jax.random.key(2), x)
+    assert jax.tree.structure(params) == jax.tree.structure(own)
+    jax.tree.map(np.testing.assert_array_equal, params, own)
+    params = jax.tree.map(lambda a: a + 0.1, params)  # a non-zero bias too
+    np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), atol=1e-5)
+
+    def grads(m):
+        return jax.grad(lambda p, x: jnp.sum(jnp.sin(m.apply(p, x))), argnums=(0, 1))(params, x)
+
+    for a, b in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(flax_conv))):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_vaal_trains_and_checkpoints(setups, pool, tmp_path):
     """The VAE loss on the pool falls while VAAL trains alongside GG-CNN; the VAE and its
