@@ -67,7 +67,9 @@ def shared(c):
     Fine-tuned from a model trained on the synthetic scenes (``experiments.train
     --init_from``), the held-out accuracy rises by 12 points on every seed, but the test
     crops do not follow (1344 steps on all 64 images: 53.8%, 10 seeds); at 144 px the
-    held-out accuracy rises by 4 points and the test crops give 55.0% (10 seeds). The
+    held-out accuracy rises by 4 points and the test crops give 55.0% (10 seeds); at 144 px
+    from a 144 px synthetic prior, 60.6% (10 seeds, 5 of them at 62.5% or more; BUILD.md has
+    the commands). The
     six-strategy study on this protocol (experiments/RESULTS.md) finds that labels add too little
     here for it to tell strategies apart.
     """
