@@ -389,13 +389,14 @@ def test_random_subset_size():
 
 # ------------------------------------------------------------------------------ VAAL
 def test_vae_encoder_conv_is_flax_conv_in_a_faster_form():
-    """The VAE's strided conv has nn.Conv's parameters (names, shapes, initial values: saved
-    VAEs load unchanged) and computes nn.Conv's function, and so does its gradient."""
-    from dal_jax.strategies import vaal
+    """The VAE's strided conv (TorchConv with the "lecun_zero" init) has nn.Conv's parameters
+    (names, shapes, initial values: saved VAEs load unchanged) and computes nn.Conv's
+    function, and so does its gradient."""
+    import flax.linen as nn
 
     x = jax.random.normal(jax.random.key(1), (3, 16, 16, 5))
-    flax_conv = vaal.nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))
-    ours = vaal.StridedConv(7)
+    flax_conv = nn.Conv(7, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))
+    ours = models.TorchConv(7, 4, 2, 1, init_scheme="lecun_zero")
     params, own = flax_conv.init(jax.random.key(2), x), ours.init(jax.random.key(2), x)
     assert jax.tree.structure(params) == jax.tree.structure(own)
     jax.tree.map(np.testing.assert_array_equal, params, own)

@@ -58,7 +58,7 @@ def check_input(x, in_channels: int | None = None):
         )
 
 
-INITS = ("torch", "xavier_zero", "he")
+INITS = ("torch", "xavier_zero", "he", "lecun_zero")
 
 
 def _he_uniform(fan_in: float):
@@ -79,7 +79,8 @@ def _conv_params(
     ``scheme``: "torch" - GG-CNN's reference (Xavier-uniform kernels, PyTorch's default
     biases); "xavier_zero" - Xavier-uniform kernels, zero biases; "he" - He-uniform kernels
     (fan-in Cin*k*k, or Cin*k*k/stride^2 for a transposed conv: the inputs one output pixel
-    sees), zero biases.
+    sees), zero biases; "lecun_zero" - LeCun-normal kernels, zero biases (flax's ``nn.Conv``
+    defaults: VAAL's VAE encoder, whose layers were ``nn.Conv``).
     """
     if scheme not in INITS:
         raise ValueError(f"init must be one of {INITS}; got {scheme!r}")
@@ -87,6 +88,8 @@ def _conv_params(
     if scheme == "he":
         fan_in = cin * k * k / (stride * stride if transposed else 1)
         kernel = module.param("kernel", _he_uniform(fan_in), shape)
+    elif scheme == "lecun_zero":
+        kernel = module.param("kernel", nn.initializers.lecun_normal(), shape)
     else:
         kernel = module.param("kernel", nn.initializers.xavier_uniform(), shape)
     if scheme != "torch":

@@ -38,7 +38,7 @@ class TrainConfig:
     # default.py takes its values from here, and the benchmarks time it). Reasons: BUILD.md
     # "Training recipe"; measurements: experiments/RESULTS.md "Training recipe measurements".
     input_scale: float = 10.0  # multiplies the network input (part of the model)
-    init: str = "xavier_zero"  # torch | xavier_zero | he (models._conv_params)
+    init: str = "xavier_zero"  # torch | xavier_zero | he | lecun_zero (models._conv_params)
     pos_weight: float = 20.0  # weight of grasp pixels (pos = 1) in the loss
     weight_heads: str = "masked"  # heads pos_weight applies to: pos | all | masked (ggcnn_loss)
     warmup: float = 0.0  # fraction of a round's steps with a linear learning-rate warmup
