@@ -43,12 +43,37 @@ def test_replayed_masks_are_the_ones_random_sampling_trained_on(tmp_path, monkey
         _, _, arrays, _ = checkpoint.restore(wd, r, arrays=template)
         np.testing.assert_array_equal(masks[r + 1], arrays["masks"])
 
+    trained = _count_trainings(monkeypatch)
     out = controls.label_sensitivity(c, wd, tmp_path / "controls", ds)
     assert len(out["no_new_labels_last"]) == len(out["doubled_last"]) == 2
     assert out["labeled_last"] == 16 and out["steps"]["doubled"] == [12, 12, 12]
+    # Networks kept: the no-new-labels run starts from RS's saved round 0 (rounds 1-2 trained),
+    # the doubled run trains all three.
+    assert trained == [(1, 6), (2, 6), (0, 12), (1, 12), (2, 12)]
+
+    # Without RS's checkpoints the no-new-labels run trains its round 0 itself, to the same
+    # numbers (the reused round is that very training).
+    (wd / "checkpoints").rename(tmp_path / "rs_checkpoints_aside")
+    trained.clear()
+    again = controls.label_sensitivity(c, wd, tmp_path / "controls_retrained", ds)
+    assert trained[0] == (0, 6) and len(trained) == 6
+    assert again == out
+
     # The study run again reads the controls back instead of training them again.
     monkeypatch.setattr(controls, "_train_controls", lambda *a: pytest.fail("trained again"))
     assert controls.label_sensitivity(c, wd, tmp_path / "controls", ds) == out
+
+
+def _count_trainings(monkeypatch) -> list:
+    """Records (round, steps) of every training the controls run."""
+    trained, real = [], controls.fit.train_runs
+
+    def counting(c, trainer, grid, pool, masks, r, **kw):
+        trained.append((r, kw["steps"]))
+        return real(c, trainer, grid, pool, masks, r, **kw)
+
+    monkeypatch.setattr(controls.fit, "train_runs", counting)
+    return trained
 
 
 def test_replay_refuses_a_history_that_does_not_add_up():

@@ -13,7 +13,9 @@ RS separate them, both with RS's own keys, so they differ from RS in one thing o
 
 A protocol that re-initialises every round (the paper's Algorithm 1) needs only the last round
 of each (two trainings, about three rounds of RS); one that keeps the networks between rounds
-replays every round (about three times RS). The results go to ``<study>/controls/``
+replays every round (about three times RS, less RS's round 0: the no-new-labels run's first
+round is that very training, same labelled set, keys and steps, so it starts from RS's saved
+round 0 when that checkpoint reads). The results go to ``<study>/controls/``
 (``label_sensitivity.json``) and are reused when the study is run again.
 """
 
@@ -29,8 +31,9 @@ import numpy as np
 from dal_jax import strategies
 from dal_jax.experiment import build, results
 from dal_jax.experiment.workdir import saved_config
+from dal_jax.model import checkpoint
 from dal_jax.training import fit
-from dal_jax.training.runs import Grid
+from dal_jax.training.runs import INIT, Grid
 
 FOLDER = "controls"
 FILE = "label_sensitivity.json"
@@ -103,7 +106,7 @@ def label_sensitivity(c, rs_dir, out_dir, ds, bar=None) -> dict | None:
     saved = _read(out_dir / FILE)
     if saved is not None and _same_key(saved.get("key"), key):
         return saved["result"]
-    result = _train_controls(c, ds, rounds, bar)
+    result = _train_controls(c, ds, rounds, bar, rs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results.write_json(out_dir / FILE, {"key": key, "result": result})
     return result
@@ -138,7 +141,18 @@ def _read(path: pathlib.Path):
         return None
 
 
-def _train_controls(c, ds, rounds: list, bar) -> dict:
+def _rs_first_round(trainer, grid: Grid, rs_dir: pathlib.Path, image_shape):
+    """RS's networks after its round 0 (TrainState [R, ...]) from its checkpoint, or None when
+    that checkpoint is missing or does not read (the control then trains the round itself)."""
+    template = trainer.init_states(grid.keys(INIT, 0), image_shape)
+    try:
+        _, states, _, _ = checkpoint.restore(rs_dir, 0, state=template)
+    except Exception:  # noqa: BLE001 (orbax raises many kinds on a missing or damaged file)
+        return None
+    return states
+
+
+def _train_controls(c, ds, rounds: list, bar, rs_dir: pathlib.Path) -> dict:
     grid = Grid.of(c)
     trainer = build.trainer(c, strategies.get("rs"))
     pool = dataclasses.replace(
@@ -148,11 +162,19 @@ def _train_controls(c, ds, rounds: list, bar) -> dict:
     masks = replay_masks(initial, rounds)
     steps = [int(rec["steps"]) for rec in rounds]
     # A re-initialising protocol's last round depends on nothing before it.
-    todo = range(len(rounds)) if c.warm_start else [len(rounds) - 1]
+    todo = list(range(len(rounds))) if c.warm_start else [len(rounds) - 1]
+    # With one round there is nothing to replay after RS's round 0: train it (a check of the
+    # replay, tests/test_controls.py).
+    reuse = c.warm_start and len(rounds) > 1
+    rs_round0 = _rs_first_round(trainer, grid, rs_dir, pool.inputs.shape[1:]) if reuse else None
 
-    def train(mask_of, mult):
-        states = None
-        for r in todo:
+    def train(mask_of, mult, rs_round0=None):
+        states, rounds_left = rs_round0, todo
+        if states is not None:  # RS's round 0 is this run's round 0: start after it
+            rounds_left = todo[1:]
+            if bar is not None:
+                bar.update(steps[0])
+        for r in rounds_left:
             if states is None or not c.warm_start:
                 states = fit.initial_states(trainer, grid, r, pool.inputs.shape[1:])
             states, info, _, _ = fit.train_runs(
@@ -169,7 +191,7 @@ def _train_controls(c, ds, rounds: list, bar) -> dict:
         return fit.assess(trainer, states, ds.test, info)["accuracy"]
 
     return {
-        "no_new_labels_last": train(lambda r: initial, 1),
+        "no_new_labels_last": train(lambda r: initial, 1, rs_round0),
         "doubled_last": train(lambda r: masks[r], 2),
         "steps": {"per_round": steps, "doubled": [2 * s for s in steps]},
         "warm_start": bool(c.warm_start),
