@@ -69,7 +69,8 @@ def shared(c):
     crops do not follow (1344 steps on all 64 images: 53.8%, 10 seeds); at 144 px the
     held-out accuracy rises by 4 points and the test crops give 55.0% (10 seeds); at 144 px
     from a 144 px synthetic prior, 60.6% (10 seeds, 5 of them at 62.5% or more; BUILD.md has
-    the commands). The
+    the commands). The same at 300 px: 68.8% on the test crops (every seed at 62.5% or more)
+    but 5.5 points below 144 px on the held-out images, which therefore do not choose it. The
     six-strategy study on this protocol (experiments/RESULTS.md) finds that labels add too little
     here for it to tell strategies apart.
     """
