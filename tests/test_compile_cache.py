@@ -35,6 +35,15 @@ def test_no_cache_when_off_timed_not_a_command_or_the_users_own():
         assert cc.folder(argv, env) is None, argv
 
 
+def test_a_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert not cc.usable(blocker / "xla")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot use {blocker / 'xla'}" in err and cc.ENV in err
+    assert cc.usable(tmp_path / "new" / "xla") and (tmp_path / "new" / "xla").is_dir()
+
+
 @pytest.mark.slow
 def test_a_command_run_again_loads_its_programs_and_writes_the_same_numbers(tmp_path):
     """The first run compiles and keeps its programs; the second, in a new process, loads them
@@ -72,7 +81,7 @@ def test_a_command_run_again_loads_its_programs_and_writes_the_same_numbers(tmp_
     assert numbers(first_res) == numbers(second_res)
 
 
-def test_the_commands_apply_it_before_jax_is_imported():
+def test_the_commands_apply_it_before_jax_is_imported(tmp_path):
     """experiments/__init__.py sets the folder before anything imports jax (JAX reads its
     environment once, on import)."""
     code = (
@@ -81,9 +90,10 @@ def test_the_commands_apply_it_before_jax_is_imported():
         "print('jax' in sys.modules, os.environ.get('JAX_COMPILATION_CACHE_DIR'))\n"
         "import jax; print(jax.config.jax_compilation_cache_dir)\n"
     )
-    env = {**os.environ, cc.ENV: "/tmp/somewhere/xla", "DAL_JAX_SYSTEM_MALLOC": "1"}
+    where = str(tmp_path / "xla")
+    env = {**os.environ, cc.ENV: where, "DAL_JAX_SYSTEM_MALLOC": "1"}
     env.pop(cc.JAX_ENV, None)
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
     ).stdout.split("\n")
-    assert out[:2] == ["False /tmp/somewhere/xla", "/tmp/somewhere/xla"]
+    assert out[:2] == [f"False {where}", where]

@@ -72,10 +72,27 @@ def folder(orig_argv, environ) -> pathlib.Path | None:
     return pathlib.Path(value).expanduser()
 
 
+def usable(path: pathlib.Path) -> bool:
+    """Creates ``path``; False (after one line on stderr) when it cannot be created or written:
+    the command then compiles everything, instead of JAX warning at every program."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        print(
+            f"compiled programs are not kept: cannot use {path} ({e.strerror or e}); set {ENV} "
+            "to a writable folder, or to off",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
 def apply_to_command() -> None:
     """Points JAX at the cache folder for an experiment command (module docstring)."""
     path = folder(getattr(sys, "orig_argv", []), os.environ)
-    if path is None:
+    if path is None or not usable(path):
         return
     os.environ[JAX_ENV] = str(path)
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(MAX_BYTES))
