@@ -3,10 +3,10 @@ program is needed again (JAX's persistent compilation cache).
 
 Why: on a CPU, XLA takes most of a minute to compile a 10-seed training program (35 s for
 random sampling's at 96 px, 2-3 minutes for VAAL's), and every new process compiles again: the
-README's job run a second time, a study resumed or run again with more seeds of another
-strategy, the alpha study after the six-strategy one, a test suite's commands. A program found
-in the cache is loaded in well under a second instead (experiments/RESULTS.md, "Compiled
-programs kept on disk").
+README's job run a second time, a study resumed after a stop, one strategy after another run
+as separate commands with the same settings. A program found in the cache is loaded instead:
+run again, the README job's first round trained in 117 s instead of 177 s
+(experiments/RESULTS.md, "Compiled programs kept on disk").
 
 Where: ``$DAL_JAX_COMPILE_CACHE`` names the folder; unset, ``$XDG_CACHE_HOME/dal_jax/xla``
 (``~/.cache/dal_jax/xla``); ``off`` turns it off. A ``JAX_COMPILATION_CACHE_DIR`` the user set
@@ -17,8 +17,8 @@ the folder is capped at ``MAX_BYTES``, the least recently used programs going fi
 Why it is safe: JAX looks a program up by a hash of the computation, its compile options and
 flags, and the JAX / XLA versions and device; a program loaded is the program a compile would
 have produced, so every number a command writes is the same with or without the cache
-(tests/test_compile_cache.py runs a command both ways). Only the user's own folder is used:
-JAX's warning applies, a cache is code that runs, so it is never shared with others.
+(tests/test_compile_cache.py runs a command twice: compiled, then loaded). Only the user's own
+folder is used: JAX's warning applies, a cache is code that runs, so it is never shared.
 
 Only the standard library is imported here: this runs before jax is loaded, and what it sets
 is read by jax when it is imported (and by every command this one starts).
@@ -32,7 +32,7 @@ import sys
 
 ENV = "DAL_JAX_COMPILE_CACHE"
 JAX_ENV = "JAX_COMPILATION_CACHE_DIR"
-MAX_BYTES = 2 * 1024**3  # the kept programs are 0.2-10 MB each
+MAX_BYTES = 2 * 1024**3  # the README job keeps 16 programs, 4.5 MB in all
 _OFF = ("off", "0", "false", "no", "none")
 _NOT_CACHED = ("experiments.bench",)  # commands that time their own compiles
 
