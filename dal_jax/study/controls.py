@@ -168,8 +168,8 @@ def _train_controls(c, ds, rounds: list, bar, rs_dir: pathlib.Path) -> dict:
     reuse = c.warm_start and len(rounds) > 1
     rs_round0 = _rs_first_round(trainer, grid, rs_dir, pool.inputs.shape[1:]) if reuse else None
 
-    def train(mask_of, mult, rs_round0=None):
-        states, rounds_left = rs_round0, todo
+    def train(mask_of, mult, after_round0=None):
+        states, rounds_left = after_round0, todo
         if states is not None:  # RS's round 0 is this run's round 0: start after it
             rounds_left = todo[1:]
             if bar is not None:

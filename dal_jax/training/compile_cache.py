@@ -20,8 +20,9 @@ have produced, so every number a command writes is the same with or without the 
 (tests/test_compile_cache.py runs a command twice: compiled, then loaded). Only the user's own
 folder is used: JAX's warning applies, a cache is code that runs, so it is never shared.
 
-Only the standard library is imported here: this runs before jax is loaded, and what it sets
-is read by jax when it is imported (and by every command this one starts).
+Only the standard library (and `host_memory`, which imports nothing else) is imported here:
+this runs before jax is loaded, and what it sets is read by jax when it is imported (and by
+every command this one starts).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
+
+from dal_jax.training import host_memory
 
 ENV = "DAL_JAX_COMPILE_CACHE"
 JAX_ENV = "JAX_COMPILATION_CACHE_DIR"
@@ -44,22 +47,10 @@ def default_folder(environ) -> pathlib.Path:
     return pathlib.Path(base) / "dal_jax" / "xla"
 
 
-def command_module(orig_argv) -> str | None:
-    """The module of a ``python -m experiments...`` command (``orig_argv`` is
-    ``sys.orig_argv``), or None for anything else (a script, a notebook, pytest)."""
-    args = list(orig_argv[1:])
-    if "-m" not in args or args.index("-m") + 1 >= len(args):
-        return None
-    module = args[args.index("-m") + 1]
-    if module == "experiments" or module.startswith("experiments."):
-        return module
-    return None
-
-
 def folder(orig_argv, environ) -> pathlib.Path | None:
     """The cache folder this process should use, or None: not an experiment command, a command
     that times its compiles, the cache turned off, or the user's own JAX setting in place."""
-    module = command_module(orig_argv)
+    module = host_memory.command_module(orig_argv)
     if module is None or any(module == m or module.startswith(m + ".") for m in _NOT_CACHED):
         return None
     if environ.get(JAX_ENV):

@@ -51,22 +51,30 @@ def preload_env() -> dict[str, str]:
     return {} if _allocator == "system" else {"LD_PRELOAD": _allocator}
 
 
+def command_module(orig_argv) -> str | None:
+    """The module of a ``python -m experiments...`` command (``orig_argv`` is
+    ``sys.orig_argv``), or None for anything else (a script, a notebook, pytest)."""
+    args = list(orig_argv[1:])
+    if "-m" not in args or args.index("-m") + 1 >= len(args):
+        return None
+    module = args[args.index("-m") + 1]
+    if module == "experiments" or module.startswith("experiments."):
+        return module
+    return None
+
+
 def reexec_args(orig_argv, environ, libc: str, find=find_tcmalloc):
     """(arguments to re-execute Python with, the library to preload), or None when not to: not
     an ``python -m experiments...`` command (``orig_argv`` is ``sys.orig_argv``), opted out,
     already preloaded (by this module or by the user), not glibc (the preload replaces glibc's
     malloc), or no tcmalloc. ``find`` (which asks the dynamic loader's cache) runs only when
     everything else says yes, as most imports of the package are not commands."""
-    args = list(orig_argv[1:])
-    if "-m" not in args or args.index("-m") + 1 >= len(args):
-        return None
-    module = args[args.index("-m") + 1]
-    if module != "experiments" and not module.startswith("experiments."):
+    if command_module(orig_argv) is None:
         return None
     if libc != "glibc" or any(environ.get(k) for k in (OPT_OUT, _MARK, "LD_PRELOAD")):
         return None
     library = find()
-    return (args, library) if library else None
+    return (list(orig_argv[1:]), library) if library else None
 
 
 def _mapped(library: str) -> bool:
