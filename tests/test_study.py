@@ -8,9 +8,11 @@ import sys
 import numpy as np
 import pytest
 
+from dal_jax.experiment import build, loop, round_state
 from dal_jax.model import checkpoint
 from dal_jax.study import report as study_report
 from dal_jax.study import runner
+from dal_jax.training.runs import INIT, Grid
 from tests.test_loop import smoke as loop_smoke
 from tests.test_loop import untimed
 
@@ -63,6 +65,39 @@ def test_six_strategy_smoke_study_writes_the_report(six):
     assert np.asarray(dal["selected_score"]).shape == (2, 4)  # DAL's p of its picks
     assert all(0 < p < 1 for row in dal["selected_score"] for p in row)
     assert first["rs"]["rounds"][0]["selected_score"] is None
+
+
+@pytest.mark.slow
+def test_strategies_training_ggcnn_alone_take_random_samplings_round_0(six, tmp_path):
+    """Graph density, core-set and the kinds control train round 0 exactly as random sampling
+    does: the study takes that round from RS, and the whole run equals one that trained it."""
+    wd, _ = six
+    res = {n: json.loads((wd / n / "results.json").read_text()) for n in six[1]["labels"]}
+    rs0 = res["rs"]["rounds"][0]
+    for name in ("gd", "cs", "kinds"):
+        first = res[name]["rounds"][0]
+        assert first["shared_from"] == "rs" and first["seconds"]["train"] == 0.0, name
+        assert first["accuracy"] == rs0["accuracy"] and first["diagnostics"] == rs0["diagnostics"]
+        assert "shared_from" not in res[name]["rounds"][1]
+    for name in ("rs", "ll", "vaal", "dal"):  # RS itself; the others train networks of their own
+        assert "shared_from" not in res[name]["rounds"][0], name
+    alone = loop.run(smoke(strategy="gd"), tmp_path / "gd", progress=False)
+    shared = res["gd"]
+    shared["rounds"][0].pop("shared_from")
+    assert untimed(alone) == untimed(shared)
+    # Taken only where it is the same training, with the reason in one phrase otherwise.
+    c = build.resolve(smoke(strategy="cs"))
+    template = build.trainer(c).init_states(Grid.of(c).keys(INIT, 0), (48, 48, 1))
+    fresh = np.zeros_like(checkpoint.restore(wd / "rs", 0)[2]["masks"])  # nothing labelled
+    for source, why in [
+        (wd / "dal", "dal trains networks of its own"),
+        (tmp_path / "none", "has no readable round 0"),
+        (wd / "rs", "another labelled set"),
+    ]:
+        ls, reason = round_state.shared_first_round(source, c, template, fresh)
+        assert ls is None and why in reason, reason
+    other = build.resolve(smoke(strategy="cs", lr=1e-4))
+    assert "another config" in round_state.shared_first_round(wd / "rs", other, template, fresh)[1]
 
 
 @pytest.mark.slow

@@ -50,9 +50,16 @@ class _Context:
     prior: dict | None  # --init_from's GG-CNN parameters
 
 
-def run(config, workdir, progress: bool = True, on_annotate_url=None, bar=None) -> dict:
+def run(
+    config, workdir, progress: bool = True, on_annotate_url=None, bar=None, first_round_from=None
+) -> dict:
     """Runs (or resumes) the active-learning experiment of a complete config; returns the
     results dict of the first alpha (every alpha's results are written under ``workdir``).
+
+    ``first_round_from``: the folder of another experiment whose round 0 is this one's (a
+    study's random sampling, `round_state.shared_first_round` says when): a fresh start takes
+    its networks and test results instead of training round 0 again, and says so in the log
+    and in the round's record (``shared_from``). Ignored with ``split_from_seed``.
 
     ``on_annotate_url(url)``: with ``oracle='human'``, called with the annotation page's URL
     each round (default: printed). Holds the workdir's lock (`dal_jax.experiment.workdir`) while it runs;
@@ -68,7 +75,7 @@ def run(config, workdir, progress: bool = True, on_annotate_url=None, bar=None) 
         if jax.process_index() == 0:
             _log_to(path / "log.txt")
         try:
-            ctx, ls = _start(c, path, on_annotate_url)
+            ctx, ls = _start(c, path, on_annotate_url, first_round_from)
             return _run_rounds(ctx, ls, progress, bar)
         finally:
             _stop_logging_to(path / "log.txt")
@@ -92,9 +99,11 @@ def _run_trials(c, workdir, progress, on_annotate_url, bar) -> dict:
         return per_group[0]
 
 
-def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopState]:
+def _start(
+    c, workdir: pathlib.Path, on_annotate_url, first_round_from=None
+) -> tuple[_Context, LoopState]:
     """Loads the data, checks what needs no training, builds the trainer and resumes (or
-    starts) the loop state."""
+    starts, possibly after another experiment's round 0) the loop state."""
     grid = Grid.of(c)
     ds = build.load_data(c)
     if room.is_room(c):  # the user's own frames: the user's hold-out is the test set
@@ -111,6 +120,16 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
     )
     template = trainer.init_states(grid.keys(INIT, 0), ds.pool.inputs.shape[1:])
     ls = round_state.try_resume(workdir, template, len(ds.pool))
+    shared = ls is None and first_round_from is not None and not trainer.plugins
+    if shared:
+        ls, why_not = round_state.shared_first_round(first_round_from, c, template, fresh)
+        shared = ls is not None
+        log.info(
+            "round 0: %s",
+            f"taken from {first_round_from} (the same training)"
+            if shared
+            else f"trained here, not taken from {first_round_from}: {why_not}",
+        )
     if ls is None:
         labels = {}
         if room.is_room(c):  # no ground truth: the user labels the initial set too
@@ -125,6 +144,11 @@ def _start(c, workdir: pathlib.Path, on_annotate_url) -> tuple[_Context, LoopSta
     )
     prior = build.load_prior(c, trainer, ds.pool.inputs.shape[1:])
     ctx = _Context(c, workdir, grid, strategy, trainer, ds, pool, on_annotate_url, prior)
+    if shared:  # the evaluation's diagnostics are the source's; this strategy's own are added
+        own = strategy.diagnostics(trainer, ls.states, pool.inputs, ls.masks)
+        record = ls.history[0]
+        diag = {**record["diagnostics"], **{k: fit.finite_or_none(v) for k, v in own.items()}}
+        ls = dataclasses.replace(ls, history=[{**record, "diagnostics": diag}])
     if prior is not None and ls.prior is None:
         ls = dataclasses.replace(ls, prior=_prior_record(ctx))
     return ctx, ls

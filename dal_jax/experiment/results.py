@@ -12,7 +12,10 @@ results.json (one per alpha; in ``alpha_<a>/`` when there is a grid)::
 With ``--init_from`` the first entry is round -1: the prior model on the test set, before any
 label of this run. ``accuracy`` is null for a run that diverged before any finite weights were kept;
 ``selected`` is empty in the last round; ``selected_score`` is the strategy's score of each
-pick (DAL: p = P(labelled)), null for strategies without one.
+pick (DAL: p = P(labelled)), null for strategies without one. In a study, graph density,
+core-set and the other strategies that train GG-CNN alone take round 0 from random sampling's
+identical training: that round has ``"shared_from": "rs"`` and 0 seconds of training and
+evaluation.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ def for_group(c, grid: Grid, history: list, a: int, prior: dict | None = None) -
                 "selected": rec["selected"][sl] if rec["selected"] else [],
                 "selected_score": scores[sl] if scores else None,
                 "seconds": rec.get("seconds"),  # the round's train / evaluate / select time
+                # The experiment whose identical round this is (a study's random sampling).
+                **({"shared_from": rec["shared_from"]} if rec.get("shared_from") else {}),
             }
         )
     return {

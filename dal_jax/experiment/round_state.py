@@ -17,8 +17,10 @@ import threading
 import jax
 import numpy as np
 
+from dal_jax import strategies
 from dal_jax.data import pools
 from dal_jax.experiment import build, results
+from dal_jax.experiment.workdir import config_diff
 from dal_jax.model import checkpoint
 from dal_jax.training import train
 from dal_jax.training.runs import Grid
@@ -62,6 +64,58 @@ def try_resume(workdir: pathlib.Path, template: train.TrainState, num_pool: int)
     labels = {int(k): np.asarray(v, np.float64) for k, v in meta["human_labels"].items()}
     masks = np.asarray(arrays["masks"])
     return LoopState(rnd, masks, meta["history"], labels, states, meta.get("prior"))
+
+
+def shared_first_round(source, c, template: train.TrainState, fresh: np.ndarray):
+    """Round 0 of another experiment in folder ``source`` as this one's round 0, when it is the
+    very same training: (LoopState after round 0 with nothing selected yet, None) or (None, why
+    not, in a few words).
+
+    It is when the two configs differ only in the strategy, neither strategy trains networks of
+    its own beside GG-CNN (no plug-ins: random sampling, graph density, core-set, Gissin's DAL,
+    the kinds control), labels come from ground truth, and ``source``'s round 0 started from
+    the same labelled set ``fresh`` [R, N]: then this run's round 0 networks and test accuracies
+    are ``source``'s, bit for bit, and a study need not train them again. The record's
+    diagnostics are the evaluation's (a source whose strategy adds its own is refused); the
+    caller adds this run's strategy's. ``template``: this run's TrainState [R, ...] (its
+    trainer has no plug-ins).
+    """
+    if c.oracle != "gt":
+        return None, "labels come from an annotator"
+    try:
+        _, meta = checkpoint.restore_meta(source, 0)
+    except Exception:  # noqa: BLE001 (orbax raises many kinds on a missing or damaged file)
+        return None, f"{source} has no readable round 0"
+    if config_diff(meta["config"], c.to_dict()) != ["strategy"]:
+        return None, f"{source} ran another config"
+    theirs = meta["config"]["strategy"]
+    section = meta["config"]["strategies"].get(theirs, {})
+    source_strategy = strategies.get(theirs, **section)
+    if source_strategy.plugins(build.train_config(c)):
+        return None, f"{theirs} trains networks of its own"
+    if type(source_strategy).diagnostics is not strategies.Strategy.diagnostics:
+        return None, f"{theirs}'s round 0 record holds diagnostics of its own"
+    record = meta["history"][0]
+    if meta["human_labels"] or record["round"] != 0:
+        return None, f"{source} holds human labels"
+    masks_t = {"masks": np.zeros(fresh.shape, bool)}
+    try:
+        _, states, arrays, _ = checkpoint.restore(source, 0, state=template, arrays=masks_t)
+    except Exception:  # noqa: BLE001
+        return None, f"{source}'s round 0 does not read into this run's networks"
+    started = np.asarray(arrays["masks"]).copy()  # round 0's labelled set and its picks
+    if record["selected"]:
+        np.put_along_axis(started, np.asarray(record["selected"]), False, axis=1)
+    if not np.array_equal(started, fresh):
+        return None, f"{source}'s round 0 trained on another labelled set"
+    record = {
+        **record,
+        "selected": [],
+        "selected_score": None,
+        "seconds": {"train": 0.0, "evaluate": 0.0},
+        "shared_from": theirs,
+    }
+    return LoopState(0, fresh.copy(), [record], {}, states), None
 
 
 def save_round(workdir, c, grid: Grid, ls: LoopState, ds: pools.Dataset):

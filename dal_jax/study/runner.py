@@ -2,7 +2,9 @@
 
 ``run(config, DIR, strategies=...)`` runs each strategy as its own experiment in
 ``DIR/<strategy>/`` (`dal_jax.experiment.loop`: resumable, and seed s starts from the same initial pool
-for every strategy, so the trials are paired by seed). ``run(config, DIR, alphas=...)`` is the
+for every strategy, so the trials are paired by seed; random sampling runs first, and the
+strategies that train GG-CNN alone take its round 0, the same training, instead of repeating
+it). ``run(config, DIR, alphas=...)`` is the
 alpha study: one DAL experiment with the alphas batched, in ``DIR/alpha/``. Either way the
 report (`dal_jax.study.report`) compares every entry with a baseline (random sampling; alpha 0)
 and is written to DIR: study.md, study.json, study.png and per entry selected.png.
@@ -132,12 +134,17 @@ def _run(config, workdir: pathlib.Path, entries: dict, progress: bool, controls:
 
 
 def _run_entries(workdir: pathlib.Path, entries: dict, progress: bool, bar, per_entry) -> dict:
-    """Runs each entry in its folder, one after the other; returns entry -> why it failed."""
+    """Runs each entry in its folder, one after the other, random sampling first: the entries
+    whose round 0 is its very training (graph density, core-set, ...: GG-CNN alone, same
+    labelled set and keys) take that round from it instead of training it again
+    (`round_state.shared_first_round`). Returns entry -> why it failed."""
     failed = {}
-    for i, (folder, c) in enumerate(entries.items()):
-        t0 = time.time()
+    order = sorted(entries, key=lambda folder: folder != "rs")
+    for i, folder in enumerate(order):
+        c, t0 = entries[folder], time.time()
+        source = workdir / "rs" if "rs" in entries and folder != "rs" else None
         try:
-            loop.run(c, workdir / folder, progress=progress, bar=bar)
+            loop.run(c, workdir / folder, progress=progress, bar=bar, first_round_from=source)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one strategy's failure must not end the study
