@@ -83,6 +83,23 @@ def test_fast_and_reference_models_compute_the_same_function():
     np.testing.assert_allclose(fast, ref, atol=1e-5)
 
 
+def test_fast_and_reference_models_have_the_same_gradients():
+    """The fast forms' backward passes (plain matrix products of the im2col, per-tap and 1x1
+    forms: `layers._dot2d`) give the reference convolutions' parameter gradients."""
+    x = jax.random.normal(jax.random.key(2), (2, 48, 48, 1))
+    target = jax.random.normal(jax.random.key(3), (2, 48, 48, 4))
+    params = models.GGCNN(fast=True).init(jax.random.key(0), x)["params"]
+
+    def grads(fast):
+        loss = lambda p: jnp.sum((models.GGCNN(fast=fast).apply({"params": p}, x)[0] - target) ** 2)
+        return jax.grad(loss)(params)
+
+    fast, ref = grads(True), grads(False)
+    for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(fast), jax.tree.leaves(ref)):
+        scale = float(jnp.max(jnp.abs(r)))
+        np.testing.assert_allclose(g, r, atol=1e-4 * scale, err_msg=jax.tree_util.keystr(path))
+
+
 @pytest.mark.parametrize(
     "shape, match",
     [

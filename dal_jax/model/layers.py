@@ -112,21 +112,28 @@ def conv_valid(x, kernel):
     kh, kw, _, cout = kernel.shape
     ho, wo = h - kh + 1, w - kw + 1
     if kh == kw == 1:
-        return jnp.dot(x, kernel[0, 0])
+        return _dot2d(x, kernel[0, 0])
     if cin >= LAX_CONV_MIN_CIN:
         # Wide inputs (conv2 after space-to-depth: 128 channels) are dense enough for XLA's
         # own convolution, which measured faster here than either product form.
         return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN)
     if cin < cout:
         cols = [x[:, a : a + ho, c : c + wo, :] for a in range(kh) for c in range(kw)]
-        return jnp.dot(jnp.concatenate(cols, axis=-1), kernel.reshape(kh * kw * cin, cout))
-    taps = jnp.dot(x, kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout))
+        return _dot2d(jnp.concatenate(cols, axis=-1), kernel.reshape(kh * kw * cin, cout))
+    taps = _dot2d(x, kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout))
     taps = taps.reshape(b, h, w, kh * kw, cout)
     out = 0
     for a in range(kh):
         for c in range(kw):
             out = out + taps[:, a : a + ho, c : c + wo, a * kw + c, :]
     return out
+
+
+def _dot2d(x, w):
+    """x [..., K] times w [K, N] -> [..., N], as a product of a [M, K] matrix: the gradient's
+    products are then plain matrix products too (of a [..., K] operand, XLA:CPU transposed the
+    output's gradient into a copy that cost as much as the product)."""
+    return jnp.dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[-1])
 
 
 def space_to_depth_kernel(kernel, stride: int):
