@@ -96,24 +96,34 @@ def test_strategies_training_ggcnn_alone_take_random_samplings_round_0(six, tmp_
     ]:
         ls, reason = round_state.shared_first_round(source, c, template, fresh)
         assert ls is None and why in reason, reason
-    other = build.resolve(smoke(strategy="cs", lr=1e-4))
-    assert "another config" in round_state.shared_first_round(wd / "rs", other, template, fresh)[1]
+    for field, value in (("lr", 1e-4), ("chunk_steps", 12)):  # chunk_steps moves 1-step calls
+        other = build.resolve(smoke(strategy="cs", **{field: value}))
+        why = round_state.shared_first_round(wd / "rs", other, template, fresh)[1]
+        assert f"another config ({field})" in why
+    # RS's initial set (its round-0 labelled set less its picks): taken, whatever the rounds.
+    initial = checkpoint.restore(wd / "rs", 0)[2]["masks"].copy()
+    np.put_along_axis(initial, np.asarray(rs0["selected"]), False, axis=1)
+    longer = build.resolve(smoke(strategy="cs", rounds=3))
+    ls, _ = round_state.shared_first_round(wd / "rs", longer, template, initial)
+    assert ls.round == 0 and ls.history[0]["accuracy_all"] == rs0["accuracy"]
 
 
 @pytest.mark.slow
 def test_a_half_finished_study_resumes_to_the_same_numbers(six, tmp_path):
     full, _ = six
     # Stopped after the first round of each strategy (rounds may differ on resumption).
-    runner.run(smoke(rounds=1), tmp_path, strategies="rs,dal", progress=False, controls=False)
-    assert (
-        json.loads((tmp_path / "dal" / "results.json").read_text())["rounds"][0]["selected"] == []
-    )
-    rep = runner.run(smoke(), tmp_path, strategies="rs,dal", progress=False, controls=False)
-    for name in ("rs", "dal"):
+    # Graph density's one round is random sampling's, taken and written as its own.
+    names = "rs,gd,dal"
+    runner.run(smoke(rounds=1), tmp_path, strategies=names, progress=False, controls=False)
+    for name in ("gd", "dal"):
+        res = json.loads((tmp_path / name / "results.json").read_text())
+        assert res["rounds"][0]["selected"] == [], name
+    rep = runner.run(smoke(), tmp_path, strategies=names, progress=False, controls=False)
+    for name in ("rs", "gd", "dal"):
         a = json.loads((full / name / "results.json").read_text())
         b = json.loads((tmp_path / name / "results.json").read_text())
         assert untimed(a) == untimed(b), name
-    assert rep["labels"] == ["rs", "dal"] and not rep["incomplete"]
+    assert rep["labels"] == ["rs", "gd", "dal"] and not rep["incomplete"]
 
 
 @pytest.mark.slow

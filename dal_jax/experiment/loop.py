@@ -137,20 +137,21 @@ def _start(
             initial = np.flatnonzero(fresh[0])
             labels = oracle.annotate(c, ds.pool, initial, queue, on_annotate_url, 0, True)
         ls = LoopState(-1, fresh, [], labels, None)
-    else:
+    elif not shared:
         print(f"resuming {workdir} after round {ls.round}", flush=True)
     pool = dataclasses.replace(
         ds.pool, inputs=jnp.asarray(ds.pool.inputs), targets=jnp.asarray(ds.pool.targets)
     )
     prior = build.load_prior(c, trainer, ds.pool.inputs.shape[1:])
     ctx = _Context(c, workdir, grid, strategy, trainer, ds, pool, on_annotate_url, prior)
+    if prior is not None and ls.prior is None:
+        ls = dataclasses.replace(ls, prior=_prior_record(ctx))
     if shared:  # the evaluation's diagnostics are the source's; this strategy's own are added
         own = strategy.diagnostics(trainer, ls.states, pool.inputs, ls.masks)
         record = ls.history[0]
         diag = {**record["diagnostics"], **{k: fit.finite_or_none(v) for k, v in own.items()}}
         ls = dataclasses.replace(ls, history=[{**record, "diagnostics": diag}])
-    if prior is not None and ls.prior is None:
-        ls = dataclasses.replace(ls, prior=_prior_record(ctx))
+        _save(ctx, ls)  # round 0 is this run's own from here on (a one-round run ends here)
     return ctx, ls
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import pathlib
 import signal
@@ -20,12 +21,24 @@ import numpy as np
 from dal_jax import strategies
 from dal_jax.data import pools
 from dal_jax.experiment import build, results
-from dal_jax.experiment.workdir import config_diff
+from dal_jax.experiment.workdir import saved_config
 from dal_jax.model import checkpoint
 from dal_jax.training import train
 from dal_jax.training.runs import Grid
 
 log = logging.getLogger("dal_jax")
+# Config fields that cannot change round 0's training (`shared_first_round`). Not chunk_steps,
+# seed_form or shard, which a resumed run may change: they move where the one-step programs
+# fall, or the summation order, and so the numbers.
+ROUND0_FREE = {
+    "strategy",
+    "strategies",
+    "rounds",
+    "expected_accuracy",
+    "annotate_host",
+    "annotate_port",
+    "upper_bound",
+}
 
 
 @dataclasses.dataclass
@@ -71,11 +84,12 @@ def shared_first_round(source, c, template: train.TrainState, fresh: np.ndarray)
     very same training: (LoopState after round 0 with nothing selected yet, None) or (None, why
     not, in a few words).
 
-    It is when the two configs differ only in the strategy, neither strategy trains networks of
-    its own beside GG-CNN (no plug-ins: random sampling, graph density, core-set, Gissin's DAL,
-    the kinds control), labels come from ground truth, and ``source``'s round 0 started from
-    the same labelled set ``fresh`` [R, N]: then this run's round 0 networks and test accuracies
-    are ``source``'s, bit for bit, and a study need not train them again. The record's
+    It is when the two configs differ only in the strategy (and in `ROUND0_FREE`), neither
+    strategy trains networks of its own beside GG-CNN (no plug-ins: random sampling, graph
+    density, core-set, Gissin's DAL, the kinds control), labels come from ground truth, and
+    ``source``'s round 0 started from the same labelled set ``fresh`` [R, N]: then this run's
+    round 0 networks and test accuracies are ``source``'s, bit for bit, and a study need not
+    train them again. The record's
     diagnostics are the evaluation's (a source whose strategy adds its own is refused); the
     caller adds this run's strategy's. ``template``: this run's TrainState [R, ...] (its
     trainer has no plug-ins).
@@ -86,8 +100,10 @@ def shared_first_round(source, c, template: train.TrainState, fresh: np.ndarray)
         _, meta = checkpoint.restore_meta(source, 0)
     except Exception:  # noqa: BLE001 (orbax raises many kinds on a missing or damaged file)
         return None, f"{source} has no readable round 0"
-    if config_diff(meta["config"], c.to_dict()) != ["strategy"]:
-        return None, f"{source} ran another config"
+    theirs_c, ours_c = saved_config(meta["config"]), json.loads(json.dumps(c.to_dict()))
+    differ = {k for k in set(theirs_c) | set(ours_c) if theirs_c.get(k) != ours_c.get(k)}
+    if differ - ROUND0_FREE:
+        return None, f"{source} ran another config ({', '.join(sorted(differ - ROUND0_FREE))})"
     theirs = meta["config"]["strategy"]
     section = meta["config"]["strategies"].get(theirs, {})
     source_strategy = strategies.get(theirs, **section)
@@ -96,7 +112,7 @@ def shared_first_round(source, c, template: train.TrainState, fresh: np.ndarray)
     if type(source_strategy).diagnostics is not strategies.Strategy.diagnostics:
         return None, f"{theirs}'s round 0 record holds diagnostics of its own"
     record = meta["history"][0]
-    if meta["human_labels"] or record["round"] != 0:
+    if meta["human_labels"]:
         return None, f"{source} holds human labels"
     masks_t = {"masks": np.zeros(fresh.shape, bool)}
     try:
