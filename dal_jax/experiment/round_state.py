@@ -89,10 +89,9 @@ def shared_first_round(source, c, template: train.TrainState, fresh: np.ndarray)
     density, core-set, Gissin's DAL, the kinds control), labels come from ground truth, and
     ``source``'s round 0 started from the same labelled set ``fresh`` [R, N]: then this run's
     round 0 networks and test accuracies are ``source``'s, bit for bit, and a study need not
-    train them again. The record's
-    diagnostics are the evaluation's (a source whose strategy adds its own is refused); the
-    caller adds this run's strategy's. ``template``: this run's TrainState [R, ...] (its
-    trainer has no plug-ins).
+    train them again. The record's diagnostics are the evaluation's (a source whose strategy
+    adds its own is refused); the caller adds this run's strategy's. ``template``: this run's
+    TrainState [R, ...] (its trainer has no plug-ins).
     """
     if c.oracle != "gt":
         return None, "labels come from an annotator"
