@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from dal_jax.training import train
+from experiments.bench.__main__ import bench_train
 from experiments.bench.rounds import _shares
 from experiments.bench.strategies import bench_strategy_training
 
@@ -59,3 +60,35 @@ def test_strategy_steps_are_timed_in_turn_and_their_ratio_within_each_turn(monke
     assert rs["vs_rs"] == 1.0 and rs["vs_rs_range"] == [1.0, 1.0]
     lo, hi = dal["vs_rs_range"]
     assert 0 < lo <= dal["vs_rs"] <= hi and dal["repeats"] == 3 and dal["ms_per_run_step"] > 0
+
+
+def test_seed_counts_are_timed_in_turn_on_equal_images(monkeypatch):
+    calls, chunk = [], train.Trainer.train_chunk
+
+    def recorded(self, states, inputs, targets, masks, *args):
+        calls.append(masks.shape[0])
+        return chunk(self, states, inputs, targets, masks, *args)
+
+    monkeypatch.setattr(train.Trainer, "train_chunk", recorded)
+    rows = bench_train([2, 1], size=48, batch=2, steps=3, repeats=2, form="auto")
+    # Compiles first; then per repeat every count in turn on the same images (2 x 1 run, 1 x 2).
+    assert calls == [1, 2] + [1, 1, 2] * 2
+    one, two = rows
+    assert (one["seeds"], two["seeds"]) == (1, 2)
+    assert one["vs_seeds_min"] == 1.0 and one["vs_seeds_min_range"] == [1.0, 1.0]
+    lo, hi = two["vs_seeds_min_range"]
+    assert 0 < lo <= two["vs_seeds_min"] <= hi and two["img_per_s"] > 0
+
+
+def test_an_unknown_strategy_is_refused_before_anything_runs():
+    env = dict(os.environ, PYTHONPATH=str(REPO), DAL_JAX_SYSTEM_MALLOC="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.bench", "--only=strategy_train", "--strategies=rs,foo"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "unknown strategies ['foo']" in out.stderr and '"bench"' not in out.stdout

@@ -410,6 +410,54 @@ def test_vae_encoder_conv_is_flax_conv_in_a_faster_form():
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+def test_vaal_one_pass_equals_the_references_two_passes():
+    """VAAL's VAE and discriminator losses, taken in one pass over a step's labelled and
+    unlabelled batches, equal the reference's two passes (labelled, then unlabelled, each with
+    its own weighted means), in value and gradient. The latent noise is switched off (logvar
+    pinned very negative) so that both forms see the same z."""
+    from dal_jax.strategies import vaal
+
+    p = vaal.VAALPlugin(size=16, widths=(4, 8, 8, 8), latent=6, disc_hidden=(16,))
+    b, rng = 3, np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(size=(2 * b, 16, 16, 1)), jnp.float32)
+    w = jnp.asarray([1.0, 1.0, 0.0, 1.0, 0.0, 1.0])  # a padded sample in each half
+    labelled = jnp.arange(2 * b) < b
+    params = p.init(jax.random.key(1), x)
+    vae = params["vae"]
+    vae["logvar"] = {"kernel": 0 * vae["logvar"]["kernel"], "bias": vae["logvar"]["bias"] - 60}
+    disc = jax.tree.map(lambda a: a + 0.05, params["disc"])  # non-zero biases
+    key = jax.random.key(2)
+
+    def wmean(v, w):
+        return (v * w).sum() / w.sum()
+
+    def two_passes(vae, disc):
+        total, fooled = 0.0, 0.0
+        for xs, ws in ((x[:b], w[:b]), (x[b:], w[b:])):
+            recon, mu, logvar = p.vae(1).apply({"params": vae}, xs, key)
+            mse = jnp.mean(jnp.square(recon - xs), axis=(1, 2, 3))
+            kld = -0.5 * jnp.sum(1 + logvar - mu**2 - jnp.exp(logvar), axis=-1)
+            total += wmean(mse, ws) + p.beta * (kld * ws).sum()
+            logits = p.disc_logits(disc, mu)
+            fooled += wmean(jnp.logaddexp(0.0, -logits), ws)  # BCE with target 1
+        return total + p.adversary_weight * fooled
+
+    def one_pass(vae, disc):
+        return p.vae_objective(vae, disc, x, w, labelled, key)[0]
+
+    np.testing.assert_allclose(one_pass(vae, disc), two_passes(vae, disc), rtol=1e-5)
+    g1, g2 = jax.grad(one_pass, argnums=(0, 1))(vae, disc), jax.grad(two_passes, (0, 1))(vae, disc)
+    for a, c in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
+
+    mu = jax.random.normal(jax.random.key(3), (2 * b, 6))
+    logits = p.disc_logits(disc, mu)
+    reference = wmean(jnp.logaddexp(0.0, -logits[:b]), w[:b]) + wmean(
+        jnp.logaddexp(0.0, logits[b:]), w[b:]
+    )
+    np.testing.assert_allclose(p.disc_objective(disc, mu, w, labelled), reference, rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_vaal_trains_and_checkpoints(setups, pool, tmp_path):
     """The VAE loss on the pool falls while VAAL trains alongside GG-CNN; the VAE and its

@@ -5,6 +5,7 @@
     python -m experiments.bench --only=train --seeds=1,10 --size=300
     python -m experiments.bench --only=evaluate,select,detect
     python -m experiments.bench --only=strategy_train --size=96 --repeats=9  # strategies vs RS
+    python -m experiments.bench --only=strategy_train --size=96 --seeds=10 --strategies=vaal
     python -m experiments.bench --only=round    # the default job's round: train/eval/select/host
     python -m experiments.bench --only=host     # only the host record every run starts with
 
@@ -41,6 +42,12 @@ _PEER_SCRIPT = flags.DEFINE_string(
 _SEEDS = flags.DEFINE_list("seeds", ["1", "10"], "Seed counts for the training benchmark.")
 _SIZE = flags.DEFINE_integer("size", 300, "Image size (a multiple of 12).")
 _BATCH = flags.DEFINE_integer("batch", 8, "Batch size per seed.")
+_STRATEGIES = flags.DEFINE_list(
+    "strategies",
+    [],
+    "With --only=strategy_train or select: the strategies to time (default: all six; RS is "
+    "always timed by strategy_train, as the reference of its ratios).",
+)
 _STEPS = flags.DEFINE_integer("steps", 4, "Timed training steps per repeat.")
 _REPEATS = flags.DEFINE_integer(
     "repeats", 3, "Timed repeats (the median is reported; strategy_train takes them in turn)."
@@ -61,8 +68,18 @@ def _median(xs):
     return xs[len(xs) // 2]
 
 
-def bench_train(seeds: int, size: int, batch: int, steps: int, repeats: int, form: str) -> dict:
-    """Images per second of plain GG-CNN training (Adam, batch per seed) for S seeds."""
+def bench_train(
+    seed_counts, size: int, batch: int, steps: int, repeats: int, form: str
+) -> list[dict]:
+    """Images per second of GG-CNN training with the recipe (Adam, ``batch`` per seed) for each
+    run count S in ``seed_counts``.
+
+    Every count is compiled first; then each repeat trains every count in turn on the same
+    number of images (``max(seed_counts) // S`` chunks of ``steps`` steps of S runs), so a slow
+    spell of the shared machine falls on all counts alike. "img_per_s" is a count's median over
+    the repeats; "vs_seeds_min" the median of its per-repeat per-image speed against the
+    smallest count's in the same repeat, with its smallest and largest ("vs_seeds_min_range").
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -77,33 +94,48 @@ def bench_train(seeds: int, size: int, batch: int, steps: int, repeats: int, for
     n = 4 * batch
     inputs = jnp.asarray(rng.normal(size=(n, size, size, 1)).astype(np.float32))
     targets = jnp.asarray(rng.uniform(size=(n, size, size, 4)).astype(np.float32))
-    masks = jnp.ones((seeds, n), bool)
-    keys = jax.random.split(jax.random.key(0), seeds)
-    states = trainer.init_states(keys, (size, size, 1))
-    hp = HParams(jnp.zeros(seeds), num_steps=jnp.full(seeds, 1000.0))
-    t = time.perf_counter()
-    states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
-    jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t
-    times = []
-    for _ in range(repeats):
+    counts = sorted(set(seed_counts))
+    runs, compile_s, rates = {}, {}, {s: [] for s in counts}
+
+    def chunks(s, times):
+        states, masks, keys, hp = runs[s]
         t = time.perf_counter()
-        states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
+        for _ in range(times):
+            states, m = trainer.train_chunk(states, inputs, targets, masks, hp, keys, steps)
         jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
-    params = models.count_params(jax.tree.map(lambda a: a[0], states.params["ggcnn"]))
-    return {
-        "bench": "train",
-        "impl": "jax",
-        "size": size,
-        "batch": batch,
-        "seeds": seeds,
-        "seed_form": cfg.resolved_seed_form(),
-        "recipe": {name: getattr(cfg, name) for name in train.RECIPE},
-        "params": params,
-        "img_per_s": seeds * batch * steps / _median(times),
-        "compile_s": round(compile_s, 2),
-    }
+        runs[s] = (states, masks, keys, hp)
+        return time.perf_counter() - t
+
+    for s in counts:
+        keys = jax.random.split(jax.random.key(0), s)
+        hp = HParams(jnp.zeros(s), num_steps=jnp.full(s, 1000.0))
+        runs[s] = (trainer.init_states(keys, (size, size, 1)), jnp.ones((s, n), bool), keys, hp)
+        compile_s[s] = chunks(s, 1)
+    for _ in range(repeats):
+        for s in counts:
+            times = counts[-1] // s
+            rates[s].append(s * batch * steps * times / chunks(s, times))
+    params = models.count_params(jax.tree.map(lambda a: a[0], runs[counts[0]][0].params["ggcnn"]))
+    rows = []
+    for s in counts:
+        ratios = sorted(r / r0 for r, r0 in zip(rates[s], rates[counts[0]]))
+        rows.append(
+            {
+                "bench": "train",
+                "impl": "jax",
+                "size": size,
+                "batch": batch,
+                "seeds": s,
+                "seed_form": cfg.resolved_seed_form(),
+                "recipe": {name: getattr(cfg, name) for name in train.RECIPE},
+                "params": params,
+                "img_per_s": _median(rates[s]),
+                "vs_seeds_min": round(_median(ratios), 3),
+                "vs_seeds_min_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+                "compile_s": round(compile_s[s] - s * batch * steps / _median(rates[s]), 2),
+            }
+        )
+    return rows
 
 
 def bench_infer(size: int, repeats: int = 50) -> dict:
@@ -175,6 +207,12 @@ def main(argv):
     unknown = only - set(BENCHES)
     if unknown:
         raise app.UsageError(f"unknown benchmark(s) {sorted(unknown)}; valid: {BENCHES}")
+    if _STRATEGIES.value:
+        from dal_jax import strategies
+
+        bad = sorted(set(_STRATEGIES.value) - set(strategies.NAMES))
+        if bad:
+            raise app.UsageError(f"unknown strategies {bad}; valid: {strategies.NAMES}")
     emit(host_record())
     frame = None
     if "detect" in only:
@@ -187,10 +225,9 @@ def main(argv):
     size, batch = _SIZE.value, _BATCH.value
     results = {}
     if "train" in only:
-        for s in [int(v) for v in _SEEDS.value]:
-            results[("train", s)] = emit(
-                bench_train(s, size, batch, _STEPS.value, _REPEATS.value, _FORM.value)
-            )
+        counts = [int(v) for v in _SEEDS.value]
+        for rec in bench_train(counts, size, batch, _STEPS.value, _REPEATS.value, _FORM.value):
+            results[("train", rec["seeds"])] = emit(rec)
     if "infer" in only:
         results["infer"] = emit(bench_infer(size))
     if "evaluate" in only:
@@ -200,13 +237,18 @@ def main(argv):
     if "select" in only:
         from experiments.bench.strategies import bench_strategies
 
-        for rec in bench_strategies():
+        for rec in bench_strategies(names=_STRATEGIES.value or None):
             emit(rec)
     if "strategy_train" in only:
         from experiments.bench.strategies import bench_strategy_training
 
         bench_strategy_training(
-            min(int(v) for v in _SEEDS.value), size, batch, max(3, _STEPS.value), _REPEATS.value
+            min(int(v) for v in _SEEDS.value),
+            size,
+            batch,
+            max(3, _STEPS.value),
+            _REPEATS.value,
+            names=_STRATEGIES.value or None,
         )
     if "round" in only:
         from experiments.bench.rounds import bench_round
@@ -232,7 +274,10 @@ def _summarise(results, size, batch):
                     {
                         "ratio": "seed_batching",
                         "seeds": s,
-                        "per_image_vs_seeds_1": rec["img_per_s"] / trains[base]["img_per_s"],
+                        "vs_seeds": base,
+                        # per repeat, measured back to back (see bench_train)
+                        "per_image": rec["vs_seeds_min"],
+                        "per_image_range": rec["vs_seeds_min_range"],
                     }
                 )
     if not _PEER.value:
