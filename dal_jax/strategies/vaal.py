@@ -19,10 +19,11 @@ batch norm; both VAE steps of a task step reuse that step's batches (the referen
 fresh batch for the second one); and each VAE step (and the encoding for D's step) passes the
 labelled and unlabelled batches through the VAE together, one pass of 2B images where the
 reference makes two of B, which without batch norm is the same function (each half keeps its
-own weighted means) in half the operations: the 10-seed program compiles in 60 % of the time
-(experiments/RESULTS.md, "VAAL's two batches in one VAE pass"). ``--config.strategies.vaal.widths`` restores the reference
-widths on a machine that can afford them. The VAE loss follows the reference: per-pixel mean
-squared error plus beta times the KL divergence summed over latent units and batch samples.
+own weighted means) in half the operations: the 10-seed program compiles in about 60 % of the
+time (experiments/RESULTS.md, "VAAL's two batches in one VAE pass").
+``--config.strategies.vaal.widths`` restores the reference widths on a machine that can afford
+them. The VAE loss follows the reference: per-pixel mean squared error plus beta times the KL
+divergence summed over latent units and batch samples.
 """
 
 from __future__ import annotations
