@@ -17,6 +17,18 @@ from experiments.bench.strategies import bench_strategy_training
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _bench(*flags, **env):
+    """`python -m experiments.bench` with ``flags`` in a child process (extra ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.bench", *flags],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO), **env),
+        check=False,
+    )
+
+
 def test_round_shares_add_up_and_host_is_the_rest_of_the_wall_time():
     rec = _shares({"train": 6.0, "evaluate": 1.0, "select": 1.0}, 10.0, "dal", 10, "all")
     assert rec["seconds"] == {"train": 6.0, "evaluate": 1.0, "select": 1.0, "host": 2.0}
@@ -27,16 +39,7 @@ def test_round_shares_add_up_and_host_is_the_rest_of_the_wall_time():
 
 @pytest.mark.slow
 def test_the_training_benchmark_times_the_experiments_recipe():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "experiments.bench", "--only=train", "--seeds=1", "--size=48"]
-    out = subprocess.run(
-        [*cmd, "--steps=3", "--repeats=1"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        check=False,
-    )
+    out = _bench("--only=train", "--seeds=1", "--size=48", "--steps=3", "--repeats=1")
     assert out.returncode == 0, out.stderr[-2000:]
     rec = next(json.loads(ln) for ln in out.stdout.splitlines() if '"bench": "train"' in ln)
     assert rec["recipe"] == {name: getattr(train.TrainConfig, name) for name in train.RECIPE}
@@ -81,14 +84,6 @@ def test_seed_counts_are_timed_in_turn_on_equal_images(monkeypatch):
 
 
 def test_an_unknown_strategy_is_refused_before_anything_runs():
-    env = dict(os.environ, PYTHONPATH=str(REPO), DAL_JAX_SYSTEM_MALLOC="1")
-    out = subprocess.run(
-        [sys.executable, "-m", "experiments.bench", "--only=strategy_train", "--strategies=rs,foo"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        check=False,
-    )
+    out = _bench("--only=strategy_train", "--strategies=rs,foo", DAL_JAX_SYSTEM_MALLOC="1")
     assert out.returncode != 0
     assert "unknown strategies ['foo']" in out.stderr and '"bench"' not in out.stdout

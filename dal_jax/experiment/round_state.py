@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import pathlib
 import signal
@@ -21,7 +20,7 @@ import numpy as np
 from dal_jax import strategies
 from dal_jax.data import pools
 from dal_jax.experiment import build, results
-from dal_jax.experiment.workdir import saved_config
+from dal_jax.experiment.workdir import config_diff
 from dal_jax.model import checkpoint
 from dal_jax.training import train
 from dal_jax.training.runs import Grid
@@ -99,10 +98,10 @@ def shared_first_round(source, c, template: train.TrainState, fresh: np.ndarray)
         _, meta = checkpoint.restore_meta(source, 0)
     except Exception:  # noqa: BLE001 (orbax raises many kinds on a missing or damaged file)
         return None, f"{source} has no readable round 0"
-    theirs_c, ours_c = saved_config(meta["config"]), json.loads(json.dumps(c.to_dict()))
-    differ = {k for k in set(theirs_c) | set(ours_c) if theirs_c.get(k) != ours_c.get(k)}
-    if differ - ROUND0_FREE:
-        return None, f"{source} ran another config ({', '.join(sorted(differ - ROUND0_FREE))})"
+    # Every field counts here, the resumable ones too (see ROUND0_FREE).
+    differ = sorted(set(config_diff(meta["config"], c.to_dict(), ignore=())) - ROUND0_FREE)
+    if differ:
+        return None, f"{source} ran another config ({', '.join(differ)})"
     theirs = meta["config"]["strategy"]
     section = meta["config"]["strategies"].get(theirs, {})
     source_strategy = strategies.get(theirs, **section)

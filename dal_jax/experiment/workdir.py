@@ -143,13 +143,13 @@ def saved_config(saved: dict) -> dict:
     return saved
 
 
-def config_diff(saved: dict, current: dict) -> list[str]:
-    """Names of the fields (other than RESUMABLE_FIELDS) that differ, compared as JSON, with
+def config_diff(saved: dict, current: dict, ignore=RESUMABLE_FIELDS) -> list[str]:
+    """Names of the fields (other than ``ignore``) that differ, compared as JSON, with
     ``saved`` read by `saved_config`. The strategy settings section is not named when the
     strategy itself differs."""
     saved = saved_config(saved)
     current = json.loads(json.dumps(current))
-    keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
+    keys = (set(saved) | set(current)) - set(ignore)
     diff = sorted(k for k in keys if saved.get(k) != current.get(k))
     return [k for k in diff if not (k == "strategies" and "strategy" in diff)]
 

@@ -107,6 +107,12 @@ def _weighted_mean(v, w):
     return (v * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
+def _part_means(v, w, labelled):
+    """v, weights w, labelled [B] bool -> the labelled part's weighted mean of v plus the
+    unlabelled part's: the reference's two batches, each with its own mean."""
+    return _weighted_mean(v, w * labelled) + _weighted_mean(v, w * ~labelled)
+
+
 class VAALPlugin(plugin.Plugin):
     """VAE + latent discriminator trained by their own steps (network name "vaal").
 
@@ -184,12 +190,11 @@ class VAALPlugin(plugin.Plugin):
         recon, mu, logvar = self.vae(x.shape[-1]).apply({"params": vae_params}, x, key)
         mse = jnp.mean(jnp.square(recon - x), axis=(1, 2, 3))
         kld = -0.5 * jnp.sum(1 + logvar - mu**2 - jnp.exp(logvar), axis=-1)
-        wl, wu = w * labelled, w * ~labelled
-        recon_loss = _weighted_mean(mse, wl) + _weighted_mean(mse, wu)
+        recon_loss = _part_means(mse, w, labelled)
         vae_loss = recon_loss + self.beta * (kld * w).sum()
         # The VAE tries to make D call everything labelled.
-        fool_each = optax.sigmoid_binary_cross_entropy(self.disc_logits(disc_params, mu), 1.0)
-        fool = _weighted_mean(fool_each, wl) + _weighted_mean(fool_each, wu)
+        fooled = optax.sigmoid_binary_cross_entropy(self.disc_logits(disc_params, mu), 1.0)
+        fool = _part_means(fooled, w, labelled)
         metrics = {"vaal_vae_loss": vae_loss, "vaal_recon": recon_loss, "vaal_adv_loss": fool}
         return vae_loss + self.adversary_weight * fool, metrics
 
@@ -198,7 +203,7 @@ class VAALPlugin(plugin.Plugin):
         each = optax.sigmoid_binary_cross_entropy(
             self.disc_logits(disc_params, mu), labelled.astype(mu.dtype)
         )
-        return _weighted_mean(each, w * labelled) + _weighted_mean(each, w * ~labelled)
+        return _part_means(each, w, labelled)
 
     def extra_update(self, params, opt_state, inp: plugin.StepInputs, key):
         opt = self.optimizer()
