@@ -57,6 +57,32 @@ def test_phase_transposed_conv_equals_lax_conv_transpose(size, cin, cout, k, s, 
 
 
 @pytest.mark.parametrize(
+    "size, cin, c, o, k, s, p, op, kh",
+    [
+        (12, 4, 6, 4, 9, 3, 3, 1, 2),  # convt3 and the heads, small
+        (9, 3, 5, 2, 5, 2, 1, 1, 3),  # padding not a multiple of the stride, 3x3 after
+        (7, 2, 3, 3, 4, 3, 0, 0, 2),  # kernel not a multiple of the stride
+    ],
+)
+def test_transposed_conv_then_conv_equals_the_two_layers(size, cin, c, o, k, s, p, op, kh):
+    """`conv_transpose_then_conv` (the activation and the second conv's taps on the phase
+    layout) against the two layers written out: the reference forms, and the fast forms."""
+    keys = jax.random.split(jax.random.key(size), 4)
+    x = jax.random.normal(keys[0], (2, size, size + 3, cin))
+    kt = jax.random.normal(keys[1], (k, k, cin, c)) / k
+    bt = jax.random.normal(keys[2], (c,)) * 0.3
+    kernel = jax.random.normal(keys[3], (kh, kh, c, o)) / kh
+    fused = layers.conv_transpose_then_conv(x, kt, bt, kernel, s, p, op, jax.nn.relu)
+    z = jax.nn.relu(layers.conv_transpose_reference(x, kt, s, p, op) + bt)
+    ref = layers.conv_reference(z, kernel, 1, 0)
+    out = [layers.transposed_size(n, k, s, p, op) - kh + 1 for n in (size, size + 3)]
+    assert fused.shape == ref.shape == (2, *out, o)
+    np.testing.assert_allclose(fused, ref, atol=2e-5, rtol=1e-5)
+    z_fast = jax.nn.relu(layers.conv_transpose_phases(x, kt, s, p, op) + bt)
+    np.testing.assert_allclose(fused, layers.conv_valid(z_fast, kernel), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
     "size, cin, cout, k, s, p",
     [
         (300, 1, 32, 9, 3, 3),

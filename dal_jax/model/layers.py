@@ -76,26 +76,76 @@ def _phase_kernel(kernel, stride: int):
     return kp.reshape(m, m, cin, stride * stride * cout)
 
 
+def _phase_conv(x, kernel, stride: int, padding: int, output_padding: int):
+    """The transposed conv's output in phase layout, and where the PyTorch output starts in it.
+
+    Returns ``(y, off_h, off_w)``: y [B, nh, nw, s, s, Cout] holds full-grid pixel
+    ``(s*q + r, s*q' + c)`` at ``y[:, q, q', r, c]``; the PyTorch output is the full grid's
+    rows ``off_h : off_h + H'`` and columns ``off_w : off_w + W'``.
+    """
+    b, h, w, _ = x.shape
+    k, _, _, cout = kernel.shape
+    s = stride
+    m = math.ceil(k / s)
+    out_h = transposed_size(h, k, s, padding, output_padding)
+    out_w = transposed_size(w, k, s, padding, output_padding)
+    # Only the phase cells q covering the full output rows [p, p + out) are computed.
+    q0_h, q1_h = padding // s, (padding + out_h - 1) // s + 1
+    q0_w, q1_w = padding // s, (padding + out_w - 1) // s + 1
+    # Cell q needs x[q - m + 1 .. q]: pad so that VALID output index j is cell q0 + j.
+    pads = [(0, 0, 0), (m - 1 - q0_h, q1_h - h, 0), (m - 1 - q0_w, q1_w - w, 0), (0, 0, 0)]
+    y = conv_valid(lax.pad(x, jnp.zeros((), x.dtype), pads), _phase_kernel(kernel, s))
+    y = y.reshape(b, q1_h - q0_h, q1_w - q0_w, s, s, cout)
+    return y, padding - q0_h * s, padding - q0_w * s
+
+
+def _depth_to_space(y):
+    """[B, nh, nw, s, s, ...] phase layout -> [B, nh*s, nw*s, ...] image layout."""
+    b, nh, nw, s, _, *rest = y.shape
+    y = y.transpose(0, 1, 3, 2, 4, *range(5, y.ndim))
+    return y.reshape(b, nh * s, nw * s, *rest)
+
+
 def conv_transpose_phases(x, kernel, stride: int, padding: int, output_padding: int):
     """The same function as `conv_transpose_reference`, computed as one VALID convolution with
     ``s*s*Cout`` output channels (no zero-dilated input) and a depth-to-space shuffle.
     x [B, H, W, Cin], kernel [k, k, Cin, Cout] -> [B, H', W', Cout]."""
-    b, h, w, _ = x.shape
-    k, _, _, cout = kernel.shape
-    m = math.ceil(k / stride)
-    out_h = transposed_size(h, k, stride, padding, output_padding)
-    out_w = transposed_size(w, k, stride, padding, output_padding)
-    # Only the phase cells q covering the full output rows [p, p + out) are computed.
-    q0_h, q1_h = padding // stride, (padding + out_h - 1) // stride + 1
-    q0_w, q1_w = padding // stride, (padding + out_w - 1) // stride + 1
-    # Cell q needs x[q - m + 1 .. q]: pad so that VALID output index j is cell q0 + j.
-    pads = [(0, 0, 0), (m - 1 - q0_h, q1_h - h, 0), (m - 1 - q0_w, q1_w - w, 0), (0, 0, 0)]
-    y = conv_valid(lax.pad(x, jnp.zeros((), x.dtype), pads), _phase_kernel(kernel, stride))
-    nh, nw = q1_h - q0_h, q1_w - q0_w
-    y = y.reshape(b, nh, nw, stride, stride, cout).transpose(0, 1, 3, 2, 4, 5)
-    y = y.reshape(b, nh * stride, nw * stride, cout)
-    off_h, off_w = padding - q0_h * stride, padding - q0_w * stride
-    return y[:, off_h : off_h + out_h, off_w : off_w + out_w]
+    k = kernel.shape[0]
+    out_h = transposed_size(x.shape[1], k, stride, padding, output_padding)
+    out_w = transposed_size(x.shape[2], k, stride, padding, output_padding)
+    y, off_h, off_w = _phase_conv(x, kernel, stride, padding, output_padding)
+    return _depth_to_space(y)[:, off_h : off_h + out_h, off_w : off_w + out_w]
+
+
+def conv_transpose_then_conv(
+    x, kernel_t, bias_t, kernel, stride: int, padding: int, output_padding: int, activation
+):
+    """``conv_valid(activation(conv_transpose(x, kernel_t) + bias_t), kernel)`` without the
+    wide activation ever in image layout.
+
+    x [B, H, W, Cin], kernel_t [k, k, Cin, C] (a PyTorch transposed conv's stride, padding and
+    output_padding), bias_t [C], kernel [kh, kw, C, O] (stride 1, VALID, no bias) ->
+    [B, H' - kh + 1, W' - kw + 1, O].
+
+    The activation and ``kernel``'s per-tap products run on the transposed conv's phase layout
+    (`_phase_conv`); only the taps' kh*kw*O channels go through depth-to-space, where the
+    obvious form shuffles all C channels of the activation (GG-CNN's heads: 16 instead of 32
+    channels at 301 x 301, and the largest copy of the forward pass). Each output sums its
+    taps in `conv_valid`'s order, so the forward values equal the obvious form's.
+    """
+    kh, kw, c, o = kernel.shape
+    k = kernel_t.shape[0]
+    out_h = transposed_size(x.shape[1], k, stride, padding, output_padding) - kh + 1
+    out_w = transposed_size(x.shape[2], k, stride, padding, output_padding) - kw + 1
+    y, off_h, off_w = _phase_conv(x, kernel_t, stride, padding, output_padding)
+    taps = _dot2d(activation(y + bias_t), kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))
+    taps = _depth_to_space(taps.reshape(*y.shape[:5], kh * kw, o))
+    out = 0
+    for a in range(kh):
+        for b in range(kw):
+            rows, cols = slice(off_h + a, off_h + a + out_h), slice(off_w + b, off_w + b + out_w)
+            out = out + taps[:, rows, cols, a * kw + b, :]
+    return out
 
 
 def conv_valid(x, kernel):

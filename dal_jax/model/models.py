@@ -98,14 +98,21 @@ def _conv_params(
     return kernel, module.param("bias", layers.torch_bias_init(fan_in), (features,))
 
 
-class _Head(nn.Module):
-    """One 2x2 output head's parameters (the four heads are applied together)."""
+class _Params(nn.Module):
+    """A conv layer's kernel and bias, declared without applying them (the heads, and the last
+    transposed conv when it is fused with them)."""
 
+    features: int
+    kernel: int
+    stride: int = 1
+    transposed: bool = False
     init_scheme: str = "torch"
 
     @nn.compact
     def __call__(self, cin: int):
-        return _conv_params(self, 1, 2, cin, 1, False, self.init_scheme)
+        return _conv_params(
+            self, self.features, self.kernel, cin, self.stride, self.transposed, self.init_scheme
+        )
 
 
 class TorchConv(nn.Module):
@@ -158,18 +165,21 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, z):
-        for name, c, k, s, p, op in DECODER:
-            z = nn.relu(
-                TorchConv(c, k, s, p, op, fast=self.fast, init_scheme=self.init_scheme, name=name)(
-                    z
-                )
-            )
+        *first, (name, c, k, s, p, op) = DECODER
+        for args in first:
+            conv = TorchConv(*args[1:], fast=self.fast, init_scheme=self.init_scheme, name=args[0])
+            z = nn.relu(conv(z))
         # The four 2x2 heads run as one 4-channel conv: one pass over the largest activation.
-        heads = [_Head(self.init_scheme, name=name)(z.shape[-1]) for name in HEADS]
+        last = _Params(c, k, s, True, self.init_scheme, name=name)(z.shape[-1])
+        heads = [_Params(1, 2, init_scheme=self.init_scheme, name=n)(c) for n in HEADS]
         kernel = jnp.concatenate([k for k, _ in heads], axis=-1)
         bias = jnp.concatenate([b for _, b in heads])
-        fn = layers.conv if self.fast else layers.conv_reference
-        return fn(z, kernel, 1, 0) + bias
+        if self.fast:
+            # convt3 and the heads in one: its 32-channel output never leaves phase layout.
+            out = layers.conv_transpose_then_conv(z, *last, kernel, s, p, op, nn.relu)
+            return out + bias
+        z = nn.relu(layers.conv_transpose_reference(z, last[0], s, p, op) + last[1])
+        return layers.conv_reference(z, kernel, 1, 0) + bias
 
 
 class GGCNN(nn.Module):
