@@ -77,26 +77,26 @@ def _phase_kernel(kernel, stride: int):
 
 
 def _phase_conv(x, kernel, stride: int, padding: int, output_padding: int):
-    """The transposed conv's output in phase layout, and where the PyTorch output starts in it.
+    """The transposed conv's output in phase layout, and where the PyTorch output lies in it.
 
-    Returns ``(y, off_h, off_w)``: y [B, nh, nw, s, s, Cout] holds full-grid pixel
-    ``(s*q + r, s*q' + c)`` at ``y[:, q, q', r, c]``; the PyTorch output is the full grid's
-    rows ``off_h : off_h + H'`` and columns ``off_w : off_w + W'``.
+    Returns ``(y, rows, cols)``: y [B, nh, nw, s, s, Cout] holds full-grid pixel
+    ``(s*q + r, s*q' + c)`` at ``y[:, q, q', r, c]``; the PyTorch output [B, H', W', Cout] is
+    the full grid's ``[:, rows, cols]`` (two slices).
     """
     b, h, w, _ = x.shape
     k, _, _, cout = kernel.shape
-    s = stride
-    m = math.ceil(k / s)
-    out_h = transposed_size(h, k, s, padding, output_padding)
-    out_w = transposed_size(w, k, s, padding, output_padding)
+    m = math.ceil(k / stride)
+    out_h = transposed_size(h, k, stride, padding, output_padding)
+    out_w = transposed_size(w, k, stride, padding, output_padding)
     # Only the phase cells q covering the full output rows [p, p + out) are computed.
-    q0_h, q1_h = padding // s, (padding + out_h - 1) // s + 1
-    q0_w, q1_w = padding // s, (padding + out_w - 1) // s + 1
+    q0_h, q1_h = padding // stride, (padding + out_h - 1) // stride + 1
+    q0_w, q1_w = padding // stride, (padding + out_w - 1) // stride + 1
     # Cell q needs x[q - m + 1 .. q]: pad so that VALID output index j is cell q0 + j.
     pads = [(0, 0, 0), (m - 1 - q0_h, q1_h - h, 0), (m - 1 - q0_w, q1_w - w, 0), (0, 0, 0)]
-    y = conv_valid(lax.pad(x, jnp.zeros((), x.dtype), pads), _phase_kernel(kernel, s))
-    y = y.reshape(b, q1_h - q0_h, q1_w - q0_w, s, s, cout)
-    return y, padding - q0_h * s, padding - q0_w * s
+    y = conv_valid(lax.pad(x, jnp.zeros((), x.dtype), pads), _phase_kernel(kernel, stride))
+    y = y.reshape(b, q1_h - q0_h, q1_w - q0_w, stride, stride, cout)
+    off_h, off_w = padding - q0_h * stride, padding - q0_w * stride
+    return y, slice(off_h, off_h + out_h), slice(off_w, off_w + out_w)
 
 
 def _depth_to_space(y):
@@ -110,11 +110,8 @@ def conv_transpose_phases(x, kernel, stride: int, padding: int, output_padding: 
     """The same function as `conv_transpose_reference`, computed as one VALID convolution with
     ``s*s*Cout`` output channels (no zero-dilated input) and a depth-to-space shuffle.
     x [B, H, W, Cin], kernel [k, k, Cin, Cout] -> [B, H', W', Cout]."""
-    k = kernel.shape[0]
-    out_h = transposed_size(x.shape[1], k, stride, padding, output_padding)
-    out_w = transposed_size(x.shape[2], k, stride, padding, output_padding)
-    y, off_h, off_w = _phase_conv(x, kernel, stride, padding, output_padding)
-    return _depth_to_space(y)[:, off_h : off_h + out_h, off_w : off_w + out_w]
+    y, rows, cols = _phase_conv(x, kernel, stride, padding, output_padding)
+    return _depth_to_space(y)[:, rows, cols]
 
 
 def conv_transpose_then_conv(
@@ -130,22 +127,12 @@ def conv_transpose_then_conv(
     The activation and ``kernel``'s per-tap products run on the transposed conv's phase layout
     (`_phase_conv`); only the taps' kh*kw*O channels go through depth-to-space, where the
     obvious form shuffles all C channels of the activation (GG-CNN's heads: 16 instead of 32
-    channels at 301 x 301, and the largest copy of the forward pass). Each output sums its
-    taps in `conv_valid`'s order, so the forward values equal the obvious form's.
+    channels at 301 x 301, and the largest copy of the forward pass). The taps are summed as
+    `conv_valid` sums them, so the forward values equal the obvious form's.
     """
-    kh, kw, c, o = kernel.shape
-    k = kernel_t.shape[0]
-    out_h = transposed_size(x.shape[1], k, stride, padding, output_padding) - kh + 1
-    out_w = transposed_size(x.shape[2], k, stride, padding, output_padding) - kw + 1
-    y, off_h, off_w = _phase_conv(x, kernel_t, stride, padding, output_padding)
-    taps = _dot2d(activation(y + bias_t), kernel.transpose(2, 0, 1, 3).reshape(c, kh * kw * o))
-    taps = _depth_to_space(taps.reshape(*y.shape[:5], kh * kw, o))
-    out = 0
-    for a in range(kh):
-        for b in range(kw):
-            rows, cols = slice(off_h + a, off_h + a + out_h), slice(off_w + b, off_w + b + out_w)
-            out = out + taps[:, rows, cols, a * kw + b, :]
-    return out
+    y, rows, cols = _phase_conv(x, kernel_t, stride, padding, output_padding)
+    taps = _depth_to_space(_tap_products(activation(y + bias_t), kernel))
+    return _sum_taps(taps, kernel.shape[:2], rows, cols)
 
 
 def conv_valid(x, kernel):
@@ -158,7 +145,7 @@ def conv_valid(x, kernel):
     output at once (x times a [Cin, kh*kw*Cout] matrix) followed by a sum of shifted slices.
     (Forms chosen by fwd+bwd timings of each GG-CNN layer on a 2-core x86 CPU.)
     """
-    b, h, w, cin = x.shape
+    _, h, w, cin = x.shape
     kh, kw, _, cout = kernel.shape
     ho, wo = h - kh + 1, w - kw + 1
     if kh == kw == 1:
@@ -170,12 +157,28 @@ def conv_valid(x, kernel):
     if cin < cout:
         cols = [x[:, a : a + ho, c : c + wo, :] for a in range(kh) for c in range(kw)]
         return _dot2d(jnp.concatenate(cols, axis=-1), kernel.reshape(kh * kw * cin, cout))
+    return _sum_taps(_tap_products(x, kernel), (kh, kw), slice(0, h), slice(0, w))
+
+
+def _tap_products(x, kernel):
+    """x [..., Cin], kernel [kh, kw, Cin, Cout] -> [..., kh*kw, Cout]: every tap's product at
+    every position, as one [Cin, kh*kw*Cout] matrix product."""
+    kh, kw, cin, cout = kernel.shape
     taps = _dot2d(x, kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout))
-    taps = taps.reshape(b, h, w, kh * kw, cout)
+    return taps.reshape(*x.shape[:-1], kh * kw, cout)
+
+
+def _sum_taps(taps, kernel_size, rows: slice, cols: slice):
+    """The VALID correlation from `_tap_products` in image layout: taps [B, H, W, kh*kw, Cout]
+    -> [B, h - kh + 1, w - kw + 1, Cout] over the window ``taps[:, rows, cols]`` (h, w its
+    size), each output the sum of its taps' shifted slices in row-major tap order."""
+    kh, kw = kernel_size
+    ho, wo = rows.stop - rows.start - kh + 1, cols.stop - cols.start - kw + 1
     out = 0
     for a in range(kh):
         for c in range(kw):
-            out = out + taps[:, a : a + ho, c : c + wo, a * kw + c, :]
+            r0, c0 = rows.start + a, cols.start + c
+            out = out + taps[:, r0 : r0 + ho, c0 : c0 + wo, a * kw + c, :]
     return out
 
 
